@@ -1,0 +1,76 @@
+"""nemoflow: a content-addressed DAG build system for ML experiments, on luigi.
+
+Public names are imported lazily, so ``import nemoflow`` and ``nemoflow --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Config": "nemoflow.config",
+    "Partial": "nemoflow.config",
+    "Script": "nemoflow.config",
+    "build": "nemoflow.config",
+    "partial": "nemoflow.config",
+    "config": "nemoflow.config",
+    "File": "nemoflow.refs",
+    "walk": "nemoflow.treeops",
+    "broadcast": "nemoflow.treeops",
+    "diff": "nemoflow.treeops",
+    "Experiment": "nemoflow.experiment",
+    "Plugin": "nemoflow.experiment",
+    "load_pipeline": "nemoflow.experiment",
+    "Reason": "nemoflow.plan",
+    "make_plan": "nemoflow.plan",
+    "BuildResult": "nemoflow.results",
+    "StepOutcome": "nemoflow.results",
+    "output_dir": "nemoflow.run_step",
+    "log_metrics": "nemoflow.run_step",
+    "build_experiment": "nemoflow.scheduler",
+    "LocalExecutor": "nemoflow.executors.local",
+    "Executor": "nemoflow.executors.base",
+    "Store": "nemoflow.store",
+    "Ledger": "nemoflow.ledger",
+    "audit": "nemoflow.audit",
+    "UserError": "nemoflow.errors",
+    "ConfigError": "nemoflow.errors",
+    "PipelineError": "nemoflow.errors",
+    "StepFailed": "nemoflow.errors",
+    "BuildFailed": "nemoflow.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nemoflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nemoflow.audit import audit
+    from nemoflow.config import Config, Partial, Script, build, config, partial
+    from nemoflow.errors import BuildFailed, ConfigError, PipelineError, StepFailed, UserError
+    from nemoflow.executors.base import Executor
+    from nemoflow.executors.local import LocalExecutor
+    from nemoflow.experiment import Experiment, Plugin, load_pipeline
+    from nemoflow.ledger import Ledger
+    from nemoflow.plan import Reason, make_plan
+    from nemoflow.refs import File
+    from nemoflow.results import BuildResult, StepOutcome
+    from nemoflow.run_step import log_metrics, output_dir
+    from nemoflow.scheduler import build_experiment
+    from nemoflow.store import Store
+    from nemoflow.treeops import broadcast, diff, walk

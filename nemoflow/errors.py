@@ -1,0 +1,101 @@
+"""Error types: what went wrong, where, and what to do about it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+
+def closest(name: str, candidates: Iterable[str], *, n: int = 3) -> list[str]:
+    """The candidates most similar to ``name``, best first."""
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A 'did you mean ...?' hint, or None when nothing is close."""
+    matches = closest(name, candidates)
+    if not matches:
+        return None
+    return "did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+class NemoflowError(Exception):
+    """Base class of every error nemoflow raises on purpose."""
+
+
+class UserError(NemoflowError):
+    """Bad input from the user: shown without a traceback, exit code 2.
+
+    Args:
+        message: what is wrong, in one sentence.
+        where: the file and line, or the config path, it is about.
+        hint: what to do instead (a suggestion), when one exists.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class ConfigError(UserError):
+    """A config value or key that does not fit its target's signature.
+
+    ``path`` is the dotted config path (``model.hidden_size``); callers that know more
+    of the path prefix it with :meth:`at`.
+    """
+
+    def __init__(self, message: str, *, path: str = "", hint: str | None = None) -> None:
+        super().__init__(message, where=path or None, hint=hint)
+        self.path = path
+
+    def at(self, prefix: str) -> ConfigError:
+        """The same error with ``prefix`` put in front of its path."""
+        path = f"{prefix}.{self.path}" if self.path else prefix
+        return ConfigError(self.message, path=path, hint=self.hint)
+
+
+class PipelineError(UserError):
+    """A pipeline file that cannot be loaded or planned."""
+
+
+class StepFailed(NemoflowError):
+    """A step ran and failed (non-zero exit, exception, or executor error)."""
+
+    def __init__(self, step: str, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(f"step {step!r} failed: {message}")
+        self.step = step
+        self.exit_code = exit_code
+
+
+class ExecutorError(NemoflowError):
+    """An executor could not submit, track or cancel a job."""
+
+
+class BuildFailed(NemoflowError):
+    """A build in which at least one step failed; carries the ``BuildResult``."""
+
+    exit_code = 1
+
+    def __init__(self, result: Any) -> None:
+        names = ", ".join(outcome.name for outcome in result.failed)
+        super().__init__(f"{len(result.failed)} step(s) failed: {names}")
+        self.result = result
+
+
+def describe_value(value: Any) -> str:
+    """A short, readable form of a value for error messages."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"

@@ -1,0 +1,28 @@
+"""Executors by name; each backend's module (and SDK) is imported only when asked for."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from nemoflow.errors import UserError, did_you_mean
+from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
+
+REGISTRY: dict[str, str] = {
+    "local": "nemoflow.executors.local:LocalExecutor",
+}
+
+
+def executor_class(name: str) -> type[Executor]:
+    """The executor class registered as ``name``."""
+    if name not in REGISTRY:
+        raise UserError(f"unknown executor {name!r}", hint=did_you_mean(name, REGISTRY) or f"known: {', '.join(REGISTRY)}")
+    module, _, cls = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_executor(name: str, **fields: Any) -> Executor:
+    return executor_class(name)(**fields)
+
+
+__all__ = ["Executor", "Handle", "Job", "JobResult", "JobState", "REGISTRY", "executor_class", "make_executor"]

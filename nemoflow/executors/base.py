@@ -1,0 +1,86 @@
+"""The executor interface: submit a job, follow it, get a JobResult back."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+
+class JobState(str, enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass
+class Job:
+    """One step, ready to launch: a command run in ``cwd`` with ``env``, writing ``output_dir``."""
+
+    step: str
+    key: str
+    command: list[str]
+    output_dir: Path
+    log_path: Path
+    cwd: str
+    env: dict[str, str] = field(default_factory=dict)
+    tail_logs: bool = False
+
+
+@dataclass
+class Handle:
+    """What ``submit`` returns; ``job_id`` is the backend's own id (a pid, a Slurm job id...)."""
+
+    job: Job
+    job_id: str
+    native: Any = None  # the backend's object (a Popen, a container...)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How a job ended."""
+
+    state: JobState
+    exit_code: int | None = None
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state is JobState.SUCCEEDED
+
+
+class Executor(pydantic.BaseModel):
+    """Where and how a step runs. Subclasses implement the five verbs."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
+
+    env_vars: dict[str, str] = {}
+
+    @property
+    def name(self) -> str:
+        """The registry name of this executor kind (``local``, ``slurm``, ...)."""
+        return type(self).__name__.removesuffix("Executor").lower()
+
+    def submit(self, job: Job) -> Handle:
+        raise NotImplementedError
+
+    def status(self, handle: Handle) -> JobState:
+        raise NotImplementedError
+
+    def logs(self, handle: Handle, follow: bool = False) -> str:
+        return handle.job.log_path.read_text() if handle.job.log_path.exists() else ""
+
+    def cancel(self, handle: Handle) -> None:
+        raise NotImplementedError
+
+    def wait(self, handle: Handle) -> JobResult:
+        raise NotImplementedError

@@ -1,0 +1,253 @@
+"""Experiments: named steps with executors and dependencies; loading a pipeline file."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nemoflow.config import Buildable, Script
+from nemoflow.errors import ConfigError, PipelineError, UserError, did_you_mean
+from nemoflow.refs import StepOutput, StepResult
+
+_STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]*$")
+
+
+class Plugin:
+    """Changes a step's task or executor before its key is computed (``setup`` in place)."""
+
+    def setup(self, task: Any, executor: Any) -> None:
+        """Adjust ``task`` (a config or Script) and ``executor`` for this step."""
+
+
+@dataclass
+class Step:
+    """One step of an experiment, as added."""
+
+    name: str
+    task: Buildable[Any] | Script
+    executor: Any = None
+    dependencies: list[str] = field(default_factory=list)
+    plugins: list[Plugin] = field(default_factory=list)
+
+
+class StepHandle:
+    """What ``Experiment.add`` returns: refer to the step's outputs and result from later steps."""
+
+    def __init__(self, experiment: Experiment, name: str) -> None:
+        self.experiment = experiment
+        self.name = name
+
+    @property
+    def task(self) -> Buildable[Any] | Script:
+        """The step's config (change it before the build to change the step)."""
+        return self.experiment.steps[self.name].task
+
+    def output(self, path: str = "") -> StepOutput:
+        """A file (or, with no path, the folder) in this step's outputs."""
+        return StepOutput(self, path)
+
+    @property
+    def result(self) -> StepResult:
+        """This step's return value, for use in a later step's config."""
+        return StepResult(self)
+
+    def __repr__(self) -> str:
+        return f"StepHandle({self.name!r})"
+
+
+class Experiment:
+    """A named set of steps; ``nemoflow build`` or :meth:`run` builds it."""
+
+    def __init__(self, name: str, description: str = "", tags: list[str] | tuple[str, ...] = ()) -> None:
+        if not _STEP_NAME.match(name):
+            raise UserError(f"invalid experiment name {name!r}", hint="use letters, digits, '_', '-', '.'")
+        self.name = name
+        self.description = description
+        self.tags = list(tags)
+        self.steps: dict[str, Step] = {}
+        self.pipeline_file: Path | None = None
+        self.module_name: str | None = None
+        self.plugins: list[Plugin] = []
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add(
+        self,
+        task: Buildable[Any] | Script,
+        *,
+        name: str | None = None,
+        executor: Any = None,
+        dependencies: list[StepHandle] | tuple[StepHandle, ...] = (),
+        plugins: list[Plugin] | tuple[Plugin, ...] = (),
+    ) -> StepHandle:
+        """Add a step; references to other steps inside ``task`` make dependencies.
+
+        Raises:
+            UserError: a bad or duplicate name, a task that is not a config or Script, or a
+                dependency on a step of another experiment.
+        """
+        if not isinstance(task, (Buildable, Script)):
+            raise UserError(
+                f"a step's task must be a nemoflow.Partial, Config or Script, got {type(task).__name__}",
+                hint="wrap the function: nemoflow.Partial(fn, **arguments)",
+            )
+        step_name = name if name is not None else self._free_name(task)
+        if not _STEP_NAME.match(step_name):
+            raise UserError(f"invalid step name {step_name!r}", hint="use letters, digits, '_', '-', '.', '=', '+'")
+        if step_name in self.steps:
+            raise UserError(f"two steps are named {step_name!r}", hint="give each step a unique name=...")
+        for dep in dependencies:
+            self._check_own(dep, f"{step_name}: dependencies")
+        if isinstance(task, Buildable) and not task.__nf_path__:
+            object.__setattr__(task, "__nf_path__", step_name)
+        self.steps[step_name] = Step(step_name, task, executor, [d.name for d in dependencies], list(plugins))
+        return StepHandle(self, step_name)
+
+    def _free_name(self, task: Buildable[Any] | Script) -> str:
+        if isinstance(task, Script):
+            base = Path(task.path).stem if task.path else "script"
+        else:
+            base = getattr(task.__fn_or_cls__, "__name__", "step")
+        name, n = base, 1
+        while name in self.steps:
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+    def _check_own(self, handle: Any, where: str) -> None:
+        if not isinstance(handle, StepHandle):
+            raise UserError(f"expected a step handle from exp.add(...), got {type(handle).__name__}", where=where)
+        if handle.experiment is not self:
+            raise UserError(
+                f"step {handle.name!r} belongs to experiment {handle.experiment.name!r}, not {self.name!r}",
+                where=where,
+                hint="add that step to this experiment, or pass its output as a nemoflow.File",
+            )
+
+    def handle(self, name: str) -> StepHandle:
+        """The handle of an existing step, by name."""
+        if name not in self.steps:
+            raise UserError(f"no step named {name!r}", hint=did_you_mean(name, self.steps))
+        return StepHandle(self, name)
+
+    def run(self, **options: Any) -> Any:
+        """Build this experiment (same engine as ``nemoflow build``); see ``nemoflow.build_experiment``."""
+        from nemoflow.scheduler import build_experiment
+
+        return build_experiment(self, **options)
+
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r}, steps={len(self.steps)})"
+
+
+def references(step: Step) -> list[tuple[str, StepOutput | StepResult]]:
+    """The step references inside a step's task, with their config paths."""
+    from nemoflow.treeops import walk
+
+    return [(path, node) for path, node in walk(step.task, step.name) if isinstance(node, (StepOutput, StepResult))]
+
+
+# ---- loading a pipeline file ------------------------------------------------------------------
+
+
+def load_pipeline(path: str | Path) -> Experiment:
+    """Import a pipeline file by path and return its experiment (nothing is built).
+
+    The file defines a function ``pipeline()`` returning an Experiment, or exactly one
+    module-level Experiment. Its module name is the file's stem, so keys do not depend on
+    the folder the file sits in.
+
+    Raises:
+        PipelineError: the file is missing, does not import, or defines no single experiment.
+    """
+    file = Path(path).absolute()
+    if not file.is_file():
+        raise PipelineError(f"pipeline file {str(path)!r} does not exist")
+    module = import_pipeline_module(file)
+    factory = getattr(module, "pipeline", None)
+    if callable(factory):
+        exp = _call_in_pipeline(factory, file)
+        if not isinstance(exp, Experiment):
+            raise PipelineError(f"pipeline() returned {type(exp).__name__}, not an Experiment", where=str(path))
+    else:
+        found = [(n, v) for n, v in vars(module).items() if isinstance(v, Experiment)]
+        if not found:
+            raise PipelineError(
+                "defines no Experiment",
+                where=str(path),
+                hint="add `exp = nemoflow.Experiment('name')` at module level, or a function pipeline() returning one",
+            )
+        if len(found) > 1:
+            names = ", ".join(n for n, _ in found)
+            raise PipelineError(f"defines {len(found)} Experiments ({names})", where=str(path), hint="keep one, or define pipeline()")
+        exp = found[0][1]
+    exp.pipeline_file = file
+    exp.module_name = module.__name__
+    return exp
+
+
+def import_pipeline_module(file: Path) -> Any:
+    """Execute a pipeline file as module ``<stem>`` (its folder goes on ``sys.path``)."""
+    name = file.stem
+    existing = sys.modules.get(name)
+    if existing is not None and not getattr(existing, "__nemoflow_pipeline__", False):
+        raise PipelineError(
+            f"the pipeline's module name {name!r} is already taken by an imported module",
+            where=str(file),
+            hint="rename the pipeline file",
+        )
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__nemoflow_pipeline__ = True  # type: ignore[attr-defined]
+    if str(file.parent) not in sys.path:
+        sys.path.insert(0, str(file.parent))
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        line = (exc.text or "").strip()
+        raise PipelineError(f"syntax error: {exc.msg}" + (f": {line}" if line else ""), where=f"{file}:{exc.lineno}") from None
+    except UserError as exc:
+        sys.modules.pop(name, None)
+        raise _located(exc, file) from None
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise PipelineError(f"{type(exc).__name__}: {exc}", where=_where(exc, file)) from exc
+    return module
+
+
+def _call_in_pipeline(factory: Any, file: Path) -> Any:
+    try:
+        return factory()
+    except UserError as exc:
+        raise _located(exc, file) from None
+    except Exception as exc:
+        raise PipelineError(f"pipeline() raised {type(exc).__name__}: {exc}", where=_where(exc, file)) from exc
+
+
+def _where(exc: BaseException, file: Path) -> str:
+    """``file:line`` of the deepest frame of ``exc`` inside the pipeline file."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename) == file:
+            line = frame.lineno
+    return f"{file}:{line}" if line else str(file)
+
+
+def _located(exc: UserError, file: Path) -> UserError:
+    where = _where(exc, file)
+    if isinstance(exc, ConfigError) and exc.path:
+        return PipelineError(f"{exc.path}: {exc.message}", where=where, hint=exc.hint)
+    message = f"{exc.where}: {exc.message}" if exc.where else exc.message
+    return PipelineError(message, where=where, hint=exc.hint)

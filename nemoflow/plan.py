@@ -1,0 +1,262 @@
+"""Experiment -> Plan: a key and a reason for every step, in dependency order. No luigi here."""
+
+from __future__ import annotations
+
+import copy
+import enum
+import os
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nemoflow.config import Buildable, Config, Partial, Script, missing_arguments
+from nemoflow.errors import ConfigError, PipelineError, did_you_mean
+from nemoflow.experiment import Experiment, Step
+from nemoflow.hashing import FileHashCache, code_fingerprint, file_sha256, sha256_text, step_key
+from nemoflow.refs import File, StepOutput, StepResult
+from nemoflow.serialize import import_path, to_data
+from nemoflow.store import Store
+from nemoflow.treeops import walk
+
+
+class Reason(str, enum.Enum):
+    """Why a step will run, or that it will not."""
+
+    NEW_CONFIG = "new config"
+    CODE_CHANGED = "code changed"
+    UPSTREAM_CHANGED = "upstream changed"
+    OUTPUT_MISSING = "output missing"
+    FORCED = "forced"
+    UP_TO_DATE = "up to date"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class PlannedStep:
+    """A step with its key, what the key was made of, and why it runs (or not)."""
+
+    name: str
+    key: str
+    kind: str
+    task: Buildable[Any] | Script
+    config: Any  # canonical data of the task
+    code: str
+    upstream: dict[str, str]  # upstream step name -> key
+    files: dict[str, str]  # input path as written -> sha256
+    executor: Any
+    reason: Reason = Reason.OUTPUT_MISSING
+
+    @property
+    def runs(self) -> bool:
+        return self.reason is not Reason.UP_TO_DATE
+
+
+@dataclass
+class Plan:
+    """The planned steps of an experiment, in an order where upstream comes first."""
+
+    experiment: Experiment
+    store: Store
+    steps: dict[str, PlannedStep] = field(default_factory=dict)
+    workdir: Path = field(default_factory=Path.cwd)
+
+    def to_run(self) -> list[PlannedStep]:
+        return [s for s in self.steps.values() if s.runs]
+
+    def __iter__(self) -> Any:
+        return iter(self.steps.values())
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+def make_plan(
+    exp: Experiment,
+    store: Store,
+    *,
+    force: Iterable[str] = (),
+    until: Iterable[str] = (),
+    workdir: str | os.PathLike[str] | None = None,
+    salt: str = "",
+) -> Plan:
+    """Key every step of ``exp`` and say why each would run.
+
+    Args:
+        force: step names to rebuild even when up to date.
+        until: build only these steps and what they depend on.
+        workdir: where relative input paths are read from (default: the current directory).
+        salt: a version string mixed into every key.
+
+    Raises:
+        PipelineError: a cycle, a reference to an unknown or foreign step, an unknown step
+            name in ``force``/``until``, a missing input file, or a missing argument.
+    """
+    root = Path(workdir or os.getcwd()).absolute()
+    steps = _apply_plugins(exp)
+    edges = {name: _upstream_names(exp, step) for name, step in steps.items()}
+    order = _topological(edges)
+    wanted = _ancestors(edges, _known(exp, until, "--until")) if until else None
+    forced = set(_known(exp, force, "--force"))
+    cache = store.file_hash_cache()
+    plan = Plan(exp, store, workdir=root)
+    for name in order:
+        if wanted is not None and name not in wanted:
+            continue
+        step = steps[name]
+        upstream = {up: plan.steps[up].key for up in sorted(edges[name])}
+        planned = _plan_step(step, upstream, root, cache, salt)
+        planned.reason = _reason(planned, store, forced)
+        plan.steps[name] = planned
+    store.save_file_hash_cache(cache) if store.root.exists() else None
+    return plan
+
+
+def _apply_plugins(exp: Experiment) -> dict[str, Step]:
+    steps = {}
+    for name, step in exp.steps.items():
+        plugins = [*exp.plugins, *step.plugins]
+        if plugins:
+            step = Step(step.name, copy.deepcopy(step.task), copy.deepcopy(step.executor), step.dependencies, step.plugins)
+            for plugin in plugins:
+                plugin.setup(step.task, step.executor)
+        steps[name] = step
+    return steps
+
+
+def _upstream_names(exp: Experiment, step: Step) -> set[str]:
+    names = set(step.dependencies)
+    for path, node in walk(step.task, step.name):
+        if isinstance(node, (StepOutput, StepResult)):
+            ref_step = node.step
+            if getattr(ref_step, "experiment", None) is not exp:
+                owner = getattr(getattr(ref_step, "experiment", None), "name", "?")
+                raise PipelineError(
+                    f"refers to step {ref_step.name!r} of experiment {owner!r}, not of {exp.name!r}",
+                    where=path,
+                    hint="add that step to this experiment, or pass its output file as a nemoflow.File",
+                )
+            if ref_step.name not in exp.steps:
+                raise PipelineError(f"refers to step {ref_step.name!r}, which is not in the experiment", where=path)
+            names.add(ref_step.name)
+    return names
+
+
+def _topological(edges: dict[str, set[str]]) -> list[str]:
+    """Kahn's algorithm in insertion order; a cycle is reported with its path."""
+    waiting = {name: len(ups) for name, ups in edges.items()}
+    downstream: dict[str, list[str]] = {name: [] for name in edges}
+    for name, ups in edges.items():
+        for up in ups:
+            downstream[up].append(name)
+    ready = deque(name for name, n in waiting.items() if n == 0)
+    order = []
+    while ready:
+        name = ready.popleft()
+        order.append(name)
+        for down in downstream[name]:
+            waiting[down] -= 1
+            if waiting[down] == 0:
+                ready.append(down)
+    if len(order) < len(edges):
+        raise PipelineError(f"dependency cycle: {' -> '.join(_find_cycle(edges, set(order)))}", hint="remove one of these references")
+    return order
+
+
+def _find_cycle(edges: dict[str, set[str]], done: set[str]) -> list[str]:
+    start = next(name for name in edges if name not in done)
+    seen: dict[str, int] = {}
+    path = []
+    node = start
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = next(up for up in sorted(edges[node]) if up not in done)
+    cycle = path[seen[node]:] + [node]
+    return list(reversed(cycle))
+
+
+def _known(exp: Experiment, names: Iterable[str], option: str) -> list[str]:
+    names = list(names)
+    for name in names:
+        if name not in exp.steps:
+            raise PipelineError(f"{option}: no step named {name!r}", hint=did_you_mean(name, exp.steps))
+    return names
+
+
+def _ancestors(edges: dict[str, set[str]], roots: list[str]) -> set[str]:
+    found: set[str] = set()
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name not in found:
+            found.add(name)
+            stack.extend(edges[name])
+    return found
+
+
+def _plan_step(step: Step, upstream: dict[str, str], root: Path, cache: FileHashCache, salt: str) -> PlannedStep:
+    task = step.task
+    files: dict[str, str] = {}
+    targets: set[Any] = set()
+    for path, node in walk(task, step.name):
+        if isinstance(node, File):
+            files[node.path] = _hash_input(node.path, root, cache, where=path)
+        elif isinstance(node, Buildable):
+            missing = missing_arguments(node) if not isinstance(node, Partial) else []
+            if missing and node is task and isinstance(node, Config):
+                raise PipelineError(f"missing required argument(s): {', '.join(missing)}", where=path)
+            targets.add(node.__fn_or_cls__)
+    try:
+        config = to_data(task)
+    except ConfigError as exc:
+        raise PipelineError(exc.message, where=f"{step.name}: {exc.path}" if exc.path else step.name, hint=exc.hint) from None
+    if isinstance(task, Script):
+        kind, code = _script_identity(task, root, cache, step.name)
+    else:
+        kind = import_path(task.__fn_or_cls__)
+        prints = sorted(f"{import_path(t)}={code_fingerprint(t)}" for t in targets)
+        code = sha256_text("\n".join(prints)) if len(prints) > 1 else code_fingerprint(task.__fn_or_cls__)
+    key = step_key(name=step.name, kind=kind, config=config, code=code, upstream=upstream, files=files, salt=salt)
+    return PlannedStep(step.name, key, kind, task, config, code, upstream, files, step.executor)
+
+
+def _hash_input(path: str, root: Path, cache: FileHashCache, *, where: str) -> str:
+    full = Path(path) if os.path.isabs(path) else root / path
+    try:
+        return cache.sha256(str(full))
+    except FileNotFoundError:
+        raise PipelineError(f"input file {path!r} not found (looked for {full})", where=where) from None
+    except IsADirectoryError:
+        raise PipelineError(f"input {path!r} is a folder; nemoflow.File names one file", where=where) from None
+
+
+def _script_identity(script: Script, root: Path, cache: FileHashCache, where: str) -> tuple[str, str]:
+    if script.inline is not None:
+        code = sha256_text(script.inline)
+    else:
+        full = Path(script.path) if os.path.isabs(script.path or "") else root / (script.path or "")
+        if not full.is_file():
+            raise PipelineError(f"script {script.path!r} not found (looked for {full})", where=f"{where}.path")
+        code = file_sha256(full)
+    return f"script:{script.entrypoint}", code
+
+
+def _reason(step: PlannedStep, store: Store, forced: set[str]) -> Reason:
+    if step.name in forced:
+        return Reason.FORCED
+    if store.is_complete(step.name, step.key):
+        return Reason.UP_TO_DATE
+    previous = store.latest_manifest(step.name)
+    if previous is None:
+        return Reason.OUTPUT_MISSING
+    if previous.get("code") != step.code:
+        return Reason.CODE_CHANGED
+    if previous.get("config") != step.config or previous.get("kind") != step.kind or previous.get("inputs") != step.files:
+        return Reason.NEW_CONFIG
+    if previous.get("upstream") != step.upstream:
+        return Reason.UPSTREAM_CHANGED
+    return Reason.OUTPUT_MISSING

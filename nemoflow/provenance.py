@@ -1,0 +1,61 @@
+"""What the ledger records about where a build ran: environment and the pipeline's git state."""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from nemoflow.hashing import sha256_text
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Python, platform, host and installed packages; ``id`` is a hash of all of it."""
+
+    id: str
+    python: str
+    platform: str
+    host: str
+    packages: dict[str, str]
+
+
+def capture_environment() -> Environment:
+    packages = {}
+    for dist in metadata.distributions():
+        name = dist.metadata.get("Name")
+        if name:
+            packages[name.lower()] = dist.version
+    python = sys.version.split()[0]
+    plat = platform.platform()
+    host = socket.gethostname()
+    ident = sha256_text(json.dumps([python, plat, host, sorted(packages.items())]))
+    return Environment(ident, python, plat, host, dict(sorted(packages.items())))
+
+
+@dataclass(frozen=True)
+class GitState:
+    """The commit of the repository holding a file, and whether it has uncommitted changes."""
+
+    commit: str | None
+    dirty: bool | None
+
+
+def git_state(path: Path) -> GitState:
+    folder = path if path.is_dir() else path.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return GitState(None, None)
+    return GitState(commit, bool(status.strip()))

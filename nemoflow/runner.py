@@ -1,0 +1,196 @@
+"""Run one planned step: workspace, executor, publish or keep the failure, ledger rows."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from nemoflow.config import Script
+from nemoflow.errors import StepFailed
+from nemoflow.executors import Executor, Job, JobResult, JobState
+from nemoflow.executors.local import LocalExecutor
+from nemoflow.ledger import Ledger
+from nemoflow.plan import Plan, PlannedStep
+from nemoflow.refs import File, StepOutput
+from nemoflow.run_step import OUTPUT_DIR_ENV, execute_task, make_resolver
+from nemoflow.serialize import to_data
+from nemoflow.store import JOB, LOG, Store
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+@dataclass
+class BuildContext:
+    """Everything a worker needs to run steps of one build (it crosses forks: no connections)."""
+
+    plan: Plan
+    store: Store
+    ledger_path: Path
+    experiment_id: str
+    environment_id: str
+    started: float
+    direct: bool = False
+    tail_logs: bool = False
+    _ledger: Ledger | None = field(default=None, repr=False)
+    _ledger_pid: int = field(default=0, repr=False)
+
+    def ledger(self) -> Ledger:
+        """This process's ledger connection (a forked worker opens its own)."""
+        if self._ledger is None or self._ledger_pid != os.getpid():
+            self._ledger = Ledger(self.ledger_path)
+            self._ledger_pid = os.getpid()
+        return self._ledger
+
+    def upstream_dirs(self, step: PlannedStep) -> dict[str, str]:
+        return {name: str(self.store.target_dir(name, key)) for name, key in step.upstream.items()}
+
+    def is_done(self, step: PlannedStep) -> bool:
+        """Complete for this build: published, and after the build began when it was forced."""
+        if step.reason.value != "forced":
+            return self.store.is_complete(step.name, step.key)
+        manifest = self.store.read_manifest(step.name, step.key)
+        return manifest is not None and manifest.get("published", 0) >= self.started
+
+
+def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
+    """Build ``step`` and publish its target; record the run in the ledger.
+
+    Raises:
+        StepFailed: the step did not succeed (nothing is published).
+    """
+    executor = step.executor or LocalExecutor()
+    in_process = ctx.direct and not isinstance(step.task, Script)
+    run_id = new_run_id()
+    workspace = ctx.store.new_workspace(step.name, step.key)
+    ledger = ctx.ledger()
+    ledger.start_run({
+        "id": run_id, "experiment_id": ctx.experiment_id, "key": step.key, "step": step.name,
+        "reason": step.reason.value, "executor": "direct" if in_process else executor.name,
+        "host": socket.gethostname(), "worker": f"{socket.gethostname()}:{os.getpid()}", "pid": os.getpid(),
+        "environment_id": ctx.environment_id, "log_path": str(workspace / LOG),
+    })
+    started = time.time()
+    try:
+        if in_process:
+            result = _run_in_process(ctx, step, workspace)
+        else:
+            result = _run_with_executor(ctx, step, workspace, executor)
+    except KeyboardInterrupt:
+        _fail(ctx, step, workspace, run_id, JobResult(JobState.CANCELLED, None, "interrupted"))
+        raise
+    if not result.succeeded:
+        _fail(ctx, step, workspace, run_id, result)
+        raise StepFailed(step.name, result.error or result.state.value, exit_code=result.exit_code)
+    manifest = ctx.store.publish(
+        workspace, step=step.name, key=step.key, replace=step.reason.value == "forced",
+        record={"kind": step.kind, "config": step.config, "code": step.code, "upstream": step.upstream,
+                "inputs": step.files, "run_id": run_id, "experiment_id": ctx.experiment_id,
+                "seconds": round(time.time() - started, 3)},
+    )
+    final = ctx.store.target_dir(step.name, step.key)
+    ledger.finish_run(run_id, status="succeeded", exit_code=0, log_path=str(final / LOG),
+                      key=step.key, artifacts=manifest["files"])
+
+
+def _fail(ctx: BuildContext, step: PlannedStep, workspace: Path, run_id: str, result: JobResult) -> None:
+    kept = ctx.store.keep_failed(workspace, step=step.name, key=step.key, run_id=run_id)
+    ctx.ledger().finish_run(run_id, status=result.state.value, exit_code=result.exit_code,
+                            error=result.error, log_path=str(kept / LOG))
+
+
+def job_spec(ctx: BuildContext, step: PlannedStep, workspace: Path) -> dict[str, Any]:
+    """The JSON a subprocess (``python -m nemoflow.run_step``) needs to run a Python step."""
+    exp = ctx.plan.experiment
+    pipeline = {"file": str(exp.pipeline_file), "module": exp.module_name} if exp.pipeline_file else None
+    sys_path = [str(exp.pipeline_file.parent)] if exp.pipeline_file else []
+    return {
+        "step": step.name, "key": step.key, "output_dir": str(workspace), "workdir": str(ctx.plan.workdir),
+        "pipeline": pipeline, "sys_path": sys_path + [p for p in sys.path if p and os.path.isdir(p)],
+        "task": to_data(step.task), "upstream_dirs": ctx.upstream_dirs(step),
+    }
+
+
+def _run_with_executor(ctx: BuildContext, step: PlannedStep, workspace: Path, executor: Executor) -> JobResult:
+    if isinstance(step.task, Script):
+        command, env = _script_command(ctx, step)
+    else:
+        (workspace / JOB).write_text(json.dumps(job_spec(ctx, step, workspace), indent=1))
+        command, env = [sys.executable, "-m", "nemoflow.run_step", str(workspace / JOB)], {}
+    job = Job(step.name, step.key, command, workspace, workspace / LOG, str(ctx.plan.workdir),
+              env={**env, OUTPUT_DIR_ENV: str(workspace)}, tail_logs=ctx.tail_logs)
+    try:
+        handle = executor.submit(job)
+    except (OSError, ValueError) as exc:
+        return JobResult(JobState.FAILED, None, str(exc))
+    result = executor.wait(handle)
+    if not result.succeeded:
+        last = _last_line(job.log_path)
+        if last:
+            result = JobResult(result.state, result.exit_code, f"{result.error}: {last}")
+    return result
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()[-20:] if line.strip()]
+    except FileNotFoundError:
+        return ""
+    return lines[-1].removeprefix(f"nemoflow: ") if lines else ""
+
+
+def _script_command(ctx: BuildContext, step: PlannedStep) -> tuple[list[str], dict[str, str]]:
+    script = step.task
+    assert isinstance(script, Script)
+    resolve = make_resolver(ctx.upstream_dirs(step), str(ctx.plan.workdir))
+    command = [str(resolve(a)) if isinstance(a, (File, StepOutput)) else str(a) for a in script.command()]
+    if script.path is not None and not os.path.isabs(script.path):
+        command[1] = os.path.join(ctx.plan.workdir, script.path)
+    if command[0] == "python":
+        command[0] = sys.executable
+    return command, dict(script.env)
+
+
+def _run_in_process(ctx: BuildContext, step: PlannedStep, workspace: Path) -> JobResult:
+    with open(workspace / LOG, "a") as log:
+        out: IO[str] = _Tee(log, sys.stdout, f"[{step.name}] ") if ctx.tail_logs else log
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            try:
+                execute_task(step.task, output=workspace, upstream_dirs=ctx.upstream_dirs(step),
+                             workdir=str(ctx.plan.workdir))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                traceback.print_exc()
+                code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
+                if isinstance(exc, SystemExit) and code == 0:
+                    return JobResult(JobState.SUCCEEDED, 0)
+                return JobResult(JobState.FAILED, code, f"{type(exc).__name__}: {exc}")
+    return JobResult(JobState.SUCCEEDED, 0)
+
+
+class _Tee:
+    """Writes to the log, and to the terminal with a step prefix."""
+
+    def __init__(self, log: IO[str], terminal: IO[str], prefix: str) -> None:
+        self.log, self.terminal, self.prefix = log, terminal, prefix
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        if text.strip():
+            self.terminal.write("".join(self.prefix + line for line in text.splitlines(keepends=True)))
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.terminal.flush()

@@ -1,0 +1,171 @@
+"""Run a plan: luigi's local scheduler hands the steps that must run to its workers."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from nemoflow.errors import BuildFailed
+from nemoflow.experiment import Experiment
+from nemoflow.ledger import Ledger
+from nemoflow.plan import Plan, PlannedStep, make_plan
+from nemoflow.provenance import capture_environment, git_state
+from nemoflow.results import BuildResult, StepOutcome
+from nemoflow.runner import BuildContext
+from nemoflow.store import Store
+
+STORE_ENV = "NEMOFLOW_STORE"
+LEDGER_NAME = "ledger.db"
+
+
+def default_store(workdir: str | os.PathLike[str] | None = None) -> Store:
+    """``$NEMOFLOW_STORE``, else ``targets/`` under ``workdir`` (the current directory)."""
+    root = os.environ.get(STORE_ENV) or os.path.join(workdir or os.getcwd(), "targets")
+    return Store(root)
+
+
+def ledger_path(store: Store) -> Path:
+    return store.root / LEDGER_NAME
+
+
+def build_experiment(
+    exp: Experiment,
+    *,
+    store: Store | str | os.PathLike[str] | None = None,
+    jobs: int = 1,
+    direct: bool = False,
+    force: Iterable[str] = (),
+    until: Iterable[str] = (),
+    tail_logs: bool = False,
+    workdir: str | os.PathLike[str] | None = None,
+    salt: str = "",
+    raise_on_failure: bool = True,
+) -> BuildResult:
+    """Plan and build an experiment; skip what is up to date.
+
+    Raises:
+        BuildFailed: a step failed (``raise_on_failure``); it carries the BuildResult.
+        PipelineError: the experiment cannot be planned.
+    """
+    store = store if isinstance(store, Store) else (Store(store) if store else default_store(workdir))
+    plan = make_plan(exp, store, force=force, until=until, workdir=workdir, salt=salt)
+    result = run_plan(plan, jobs=jobs, direct=direct, tail_logs=tail_logs)
+    if raise_on_failure and not result.ok:
+        raise BuildFailed(result)
+    return result
+
+
+def new_experiment_id(name: str) -> str:
+    """``<name>_<timestamp>_<random>``: unique even for many launches in the same second."""
+    return f"{name}_{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:6]}"
+
+
+def run_plan(plan: Plan, *, jobs: int = 1, direct: bool = False, tail_logs: bool = False) -> BuildResult:
+    """Run the steps of ``plan`` that are not up to date; return what happened."""
+    to_run = plan.to_run()
+    skipped = [StepOutcome(s.name, s.key, s.reason.value) for s in plan if not s.runs]
+    if not to_run:
+        return BuildResult(skipped=skipped)
+    started = time.time()
+    experiment_id = new_experiment_id(plan.experiment.name)
+    environment_id = _record_build(plan, experiment_id, to_run)
+    ctx = BuildContext(plan, plan.store, ledger_path(plan.store), experiment_id, environment_id, started,
+                       direct=direct, tail_logs=tail_logs)
+    _run_with_luigi(ctx, to_run, jobs)
+    return _collect(ctx, to_run, skipped)
+
+
+def _record_build(plan: Plan, experiment_id: str, to_run: list[PlannedStep]) -> str:
+    exp = plan.experiment
+    ledger = Ledger(ledger_path(plan.store))
+    try:
+        pipeline = exp.pipeline_file
+        git = git_state(pipeline) if pipeline else git_state(plan.workdir)
+        ledger.record_experiment({
+            "id": experiment_id, "name": exp.name, "description": exp.description, "tags": exp.tags,
+            "pipeline_file": str(pipeline) if pipeline else None,
+            "pipeline_sha256": hashlib.sha256(pipeline.read_bytes()).hexdigest() if pipeline else None,
+            "git_commit": git.commit, "git_dirty": None if git.dirty is None else int(git.dirty),
+            "store": str(plan.store.root), "created": time.time(),
+        })
+        env = capture_environment()
+        ledger.record_environment(env)
+        ledger.record_steps({"key": s.key, "name": s.name, "kind": s.kind, "config": s.config, "code": s.code,
+                             "upstream": s.upstream} for s in to_run)
+    finally:
+        ledger.close()
+    return env.id
+
+
+def _run_with_luigi(ctx: BuildContext, to_run: list[PlannedStep], jobs: int) -> None:
+    import luigi
+
+    from nemoflow.tasks import StepTask
+
+    _pin_luigi_config()
+    StepTask.context = ctx
+    try:
+        luigi.build(
+            [StepTask(key=s.key, step=s.name) for s in to_run],
+            local_scheduler=True, workers=max(1, jobs), detailed_summary=True,
+            no_lock=True,
+        )
+    finally:
+        StepTask.context = None
+        if ctx._ledger is not None:
+            ctx._ledger.close()
+            ctx._ledger = None
+
+
+def _pin_luigi_config() -> None:
+    """Ignore any stray luigi.cfg: nemoflow decides how luigi behaves."""
+    from luigi.configuration import get_config
+
+    config = get_config()
+    for section in config.sections():
+        config.remove_section(section)
+    settings = {
+        "core": {"parallel_scheduling": "false", "autoload_range": "false", "no_configure_logging": "true"},
+        "worker": {"keep_alive": "false", "check_unfulfilled_deps": "true", "retry_external_tasks": "false",
+                   "force_multiprocessing": "false", "wait_interval": "0.1"},
+        "scheduler": {"record_task_history": "false", "retry_count": "0", "retry_delay": "0"},
+    }
+    for section, values in settings.items():
+        config.add_section(section)
+        for option, value in values.items():
+            config.set(section, option, value)
+    level = logging.DEBUG if os.environ.get("NEMOFLOW_DEBUG") else logging.CRITICAL
+    for name in ("luigi", "luigi-interface", "luigi.scheduler"):
+        logging.getLogger(name).setLevel(level)
+
+
+def _collect(ctx: BuildContext, to_run: list[PlannedStep], skipped: list[StepOutcome]) -> BuildResult:
+    ledger = Ledger(ctx.ledger_path)
+    try:
+        runs = {row["step"]: row for row in ledger.runs_in(ctx.experiment_id)}
+    finally:
+        ledger.close()
+    result = BuildResult(skipped=skipped, experiment_id=ctx.experiment_id)
+    failed_names = set()
+    for step in to_run:  # in plan order: upstream failures are known before their dependents
+        run = runs.get(step.name)
+        seconds = round(run["ended"] - run["started"], 3) if run and run.get("ended") else None
+        if ctx.is_done(step):
+            result.ran.append(StepOutcome(step.name, step.key, step.reason.value, seconds=seconds))
+            continue
+        failed_names.add(step.name)
+        if run is not None:
+            error = run.get("error") or run.get("status") or "failed"
+            result.failed.append(StepOutcome(step.name, step.key, step.reason.value, error=error,
+                                             exit_code=run.get("exit_code"), seconds=seconds))
+        else:
+            blockers = [up for up in step.upstream if up in failed_names]
+            error = f"not run: upstream {', '.join(blockers)} failed" if blockers else "not run"
+            result.failed.append(StepOutcome(step.name, step.key, step.reason.value, error=error))
+    return result

@@ -1,0 +1,304 @@
+"""Configs to plain data and back: canonical JSON (for keys), YAML, TOML, JSON, Python source.
+
+The data form names targets by import path (``module:qualname``), Hydra style::
+
+    {"_target_": "quickstart:train", "_partial_": true, "lr": 0.1,
+     "data": {"_output_": "prepare", "path": "data.npz"}}
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import importlib
+import json
+import math
+import os
+import pathlib
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from nemoflow.config import Buildable, Config, Partial, Script
+from nemoflow.errors import ConfigError, UserError
+from nemoflow.refs import File, StepLike, StepOutput, StepResult
+
+TARGET, PARTIAL = "_target_", "_partial_"
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def import_path(obj: Any) -> str:
+    """``module:qualname`` of a function, class or enum, refusing what cannot be imported back."""
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module or not qualname or "<locals>" in qualname or "<lambda>" in qualname:
+        raise ConfigError(
+            f"{obj!r} cannot be named by import path",
+            hint="define it at module level of a module or pipeline file",
+        )
+    return f"{module}:{qualname}"
+
+
+def import_object(path: str) -> Any:
+    """The object named by ``module:qualname`` (or ``module.qualname``)."""
+    module_name, sep, qualname = path.partition(":")
+    if not sep:
+        module_name, _, qualname = path.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"cannot import {path!r}: {exc}") from None
+    return obj
+
+
+def to_data(value: Any) -> Any:
+    """A config tree as JSON-compatible data (see the module docstring)."""
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, Buildable):
+        data: dict[str, Any] = {TARGET: import_path(value.__fn_or_cls__)}
+        if isinstance(value, Partial):
+            data[PARTIAL] = True
+        for name in sorted(value.__arguments__):
+            data[name] = to_data(value.__arguments__[name])
+        return data
+    if isinstance(value, Script):
+        return {"_script_": {f: to_data(getattr(value, f)) for f in Script._FIELDS}}
+    if isinstance(value, File):
+        return {"_file_": value.path}
+    if isinstance(value, StepOutput):
+        return {"_output_": value.step.name, "path": value.path}
+    if isinstance(value, StepResult):
+        return {"_result_": value.step.name}
+    if isinstance(value, list):
+        return [to_data(v) for v in value]
+    if isinstance(value, tuple):
+        return {"_tuple_": [to_data(v) for v in value]}
+    if isinstance(value, pathlib.PurePath):
+        return os.fspath(value)
+    if isinstance(value, enum.Enum):
+        return {"_enum_": import_path(type(value)), "value": to_data(value.value)}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: to_data(value[k]) for k in sorted(value)}
+        return {"_items_": [[to_data(k), to_data(v)] for k, v in value.items()]}
+    if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
+        try:
+            return {"_import_": import_path(value)}
+        except ConfigError:
+            pass
+    import dill
+
+    return {"_dill_": base64.b64encode(dill.dumps(value, recurse=True)).decode("ascii")}
+
+
+def from_data(data: Any, *, steps: Mapping[str, StepLike] | None = None, path: str = "") -> Any:
+    """Rebuild a config tree from :func:`to_data`'s form; ``steps`` resolves step references."""
+    if isinstance(data, _SCALARS):
+        return data
+    if isinstance(data, list):
+        return [from_data(v, steps=steps, path=f"{path}[{i}]") for i, v in enumerate(data)]
+    if not isinstance(data, dict):
+        raise ConfigError(f"unexpected value {data!r} in config data", path=path)
+    if TARGET in data:
+        return _buildable_from_data(data, steps, path)
+    for tag in data.keys() & _SPECIAL.keys():
+        return _SPECIAL[tag](data, steps, path)
+    return {k: from_data(v, steps=steps, path=f"{path}.{k}" if path else k) for k, v in data.items()}
+
+
+def _buildable_from_data(data: dict[str, Any], steps: Mapping[str, StepLike] | None, path: str) -> Buildable[Any]:
+    kind = Partial if data.get(PARTIAL) else Config
+    target = import_object(data[TARGET])
+    arguments = {
+        k: from_data(v, steps=steps, path=f"{path}.{k}" if path else k)
+        for k, v in data.items()
+        if k not in (TARGET, PARTIAL)
+    }
+    try:
+        return kind(target, **arguments)
+    except ConfigError as exc:
+        raise (exc.at(path) if path else exc) from None
+
+
+def _step(name: str, steps: Mapping[str, StepLike] | None, path: str) -> StepLike:
+    if steps is None or name not in steps:
+        from nemoflow.errors import did_you_mean
+
+        raise ConfigError(
+            f"refers to step {name!r}, which is not in this experiment",
+            path=path,
+            hint=did_you_mean(name, steps or {}),
+        )
+    return steps[name]
+
+
+_SPECIAL: dict[str, Callable[[dict[str, Any], Any, str], Any]] = {
+    "_file_": lambda d, s, p: File(d["_file_"]),
+    "_output_": lambda d, s, p: StepOutput(_step(d["_output_"], s, p), d["path"]),
+    "_result_": lambda d, s, p: StepResult(_step(d["_result_"], s, p)),
+    "_tuple_": lambda d, s, p: tuple(from_data(v, steps=s, path=p) for v in d["_tuple_"]),
+    "_items_": lambda d, s, p: {from_data(k, steps=s): from_data(v, steps=s) for k, v in d["_items_"]},
+    "_import_": lambda d, s, p: import_object(d["_import_"]),
+    "_enum_": lambda d, s, p: import_object(d["_enum_"])(d["value"]),
+    "_dill_": lambda d, s, p: __import__("dill").loads(base64.b64decode(d["_dill_"])),
+    "_script_": lambda d, s, p: Script(**{k: from_data(v, steps=s, path=p) for k, v in d["_script_"].items()}),
+}
+
+
+def canonical_json(data: Any) -> str:
+    """The one JSON text of ``data`` that keys hash: sorted keys, no spaces, stable floats."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_refuse)
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"not canonical data: {value!r}")
+
+
+# ---- files --------------------------------------------------------------------------------
+
+FORMATS = ("yaml", "toml", "json", "py")
+
+
+def dumps(value: Any, fmt: str) -> str:
+    """A config as YAML, TOML, JSON or Python source text."""
+    data = to_data(value)
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    if fmt == "toml":
+        import tomli_w
+
+        return tomli_w.dumps(_toml_safe(data))
+    if fmt == "py":
+        return python_source(value)
+    raise UserError(f"unknown config format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+
+
+def loads(text: str, fmt: str, *, steps: Mapping[str, StepLike] | None = None) -> Any:
+    """The config tree in ``text`` (YAML, TOML or JSON; loaded safely, never evaluated)."""
+    if fmt == "json":
+        data = json.loads(text)
+    elif fmt == "yaml":
+        import yaml
+
+        data = yaml.safe_load(text)
+    elif fmt == "toml":
+        import tomllib
+
+        data = _from_toml(tomllib.loads(text))
+    else:
+        raise UserError(f"cannot load configs from {fmt!r} text", hint="use yaml, toml or json")
+    return from_data(data, steps=steps)
+
+
+def save(value: Any, path: str | os.PathLike[str]) -> None:
+    """Write a config to a file; the format comes from the suffix."""
+    target = pathlib.Path(path)
+    target.write_text(dumps(value, _format_of(target)))
+
+
+def load(path: str | os.PathLike[str], *, steps: Mapping[str, StepLike] | None = None) -> Any:
+    """Read a config file written by :func:`save` (a ``.py`` file must define ``config``)."""
+    source = pathlib.Path(path)
+    fmt = _format_of(source)
+    if not source.is_file():
+        raise UserError(f"config file {str(source)!r} does not exist")
+    if fmt == "py":
+        return _load_python(source)
+    try:
+        return loads(source.read_text(), fmt, steps=steps)
+    except ConfigError as exc:
+        raise exc.at(str(source)) from None
+    except ValueError as exc:  # JSON/TOML syntax errors carry line numbers in their text
+        raise UserError(f"cannot parse: {exc}", where=str(source)) from None
+    except Exception as exc:  # yaml.YAMLError
+        if type(exc).__module__.startswith("yaml"):
+            raise UserError(f"cannot parse: {exc}", where=str(source)) from None
+        raise
+
+
+def _format_of(path: pathlib.Path) -> str:
+    fmt = {".yml": "yaml", ".yaml": "yaml", ".toml": "toml", ".json": "json", ".py": "py"}.get(path.suffix)
+    if fmt is None:
+        raise UserError(f"cannot tell the format of {str(path)!r}", hint="use .yaml, .toml, .json or .py")
+    return fmt
+
+
+def _toml_safe(data: Any) -> Any:
+    """TOML has no null and no NaN spelling we can rely on: tag them."""
+    if data is None:
+        return {"_none_": True}
+    if isinstance(data, float) and not math.isfinite(data):
+        return {"_float_": repr(data)}
+    if isinstance(data, list):
+        return [_toml_safe(v) for v in data]
+    if isinstance(data, dict):
+        return {k: _toml_safe(v) for k, v in data.items()}
+    return data
+
+
+def _from_toml(data: Any) -> Any:
+    if isinstance(data, dict):
+        if data.keys() == {"_none_"}:
+            return None
+        if data.keys() == {"_float_"}:
+            return float(data["_float_"])
+        return {k: _from_toml(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_from_toml(v) for v in data]
+    return data
+
+
+def python_source(value: Any) -> str:
+    """Python source that rebuilds ``value`` (as ``config = ...``)."""
+    imports: set[str] = set()
+    body = _py(value, imports, 0)
+    lines = ["import nemoflow"] + sorted(imports) + ["", f"config = {body}", ""]
+    return "\n".join(lines)
+
+
+def _py(value: Any, imports: set[str], depth: int) -> str:
+    pad = "    " * (depth + 1)
+    if isinstance(value, Buildable):
+        target = import_path(value.__fn_or_cls__)
+        module, _, qualname = target.partition(":")
+        head = qualname.split(".")[0]
+        imports.add(f"from {module} import {head}")
+        kind = "Partial" if isinstance(value, Partial) else "Config"
+        args = [f"{pad}{k}={_py(v, imports, depth + 1)}," for k, v in value.__arguments__.items()]
+        inner = "\n".join(args)
+        return f"nemoflow.{kind}(\n{pad}{qualname},\n{inner}\n{'    ' * depth})" if args else f"nemoflow.{kind}({qualname})"
+    if isinstance(value, File):
+        return f"nemoflow.File({value.path!r})"
+    if isinstance(value, Script):
+        fields = ", ".join(f"{f}={getattr(value, f)!r}" for f in Script._FIELDS if getattr(value, f) is not None)
+        return f"nemoflow.Script({fields})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_py(v, imports, depth) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + "".join(_py(v, imports, depth) + ", " for v in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_py(v, imports, depth)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def _load_python(source: pathlib.Path) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_nemoflow_config_{source.stem}", source)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(source.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(source.parent))
+    if not hasattr(module, "config"):
+        raise UserError("a Python config file must define `config`", where=str(source))
+    return module.config

@@ -1,0 +1,211 @@
+"""The content-addressed store: ``<root>/<step>/<key>/`` with a manifest, published atomically.
+
+A step writes into a private workspace under ``<root>/.tmp``; :meth:`Store.publish` hashes its
+files, writes the manifest, and moves the folder into place with one rename. A folder without
+a manifest does not exist for nemoflow, so a killed build never leaves a target that looks done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nemoflow.hashing import FileHashCache, file_sha256
+
+MANIFEST = "nemoflow.json"
+LOG = "nemoflow.log"
+JOB = "nemoflow-job.json"
+METRICS = "metrics.jsonl"
+RESULT_JSON = "result.json"
+RESULT_PICKLE = "result.pkl"
+MANIFEST_FORMAT = 1
+META_FILES = frozenset({MANIFEST, LOG, JOB})  # not outputs: not hashed, not compared
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """An output file that no longer matches its manifest."""
+
+    path: str
+    expected: str
+    actual: str | None  # None: the file is gone
+
+
+class Store:
+    """A folder of targets; ``root`` defaults to ``targets/`` under the build's directory."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+
+    # ---- reading ----------------------------------------------------------------------------
+    def target_dir(self, step: str, key: str) -> Path:
+        return self.root / step / key
+
+    def is_complete(self, step: str, key: str) -> bool:
+        """One stat: is there a manifest for this step and key?"""
+        return os.path.exists(os.path.join(self.root, step, key, MANIFEST))
+
+    def read_manifest(self, step: str, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.target_dir(step, key) / MANIFEST).read_text())
+        except FileNotFoundError:
+            return None
+
+    def latest_manifest(self, step: str) -> dict[str, Any] | None:
+        """The most recently published manifest of any key of ``step``, if one exists."""
+        folder = self.root / step
+        if not folder.is_dir():
+            return None
+        best: tuple[float, Path] | None = None
+        for entry in os.scandir(folder):
+            manifest = Path(entry.path) / MANIFEST
+            try:
+                mtime = manifest.stat().st_mtime
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if best is None or mtime > best[0]:
+                best = (mtime, manifest)
+        return json.loads(best[1].read_text()) if best else None
+
+    def locate(self, path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+        """The target folder holding ``path`` and its manifest.
+
+        Raises:
+            FileNotFoundError: ``path`` is not inside a published target.
+        """
+        current = Path(path).absolute()
+        for folder in [current, *current.parents]:
+            manifest = folder / MANIFEST
+            if manifest.is_file():
+                return folder, json.loads(manifest.read_text())
+            if folder == self.root:
+                break
+        raise FileNotFoundError(f"{path} is not inside a published target of {self.root}")
+
+    def verify(self, step: str, key: str) -> list[Mismatch]:
+        """Every output of a target whose content no longer matches the manifest."""
+        folder = self.target_dir(step, key)
+        manifest = self.read_manifest(step, key)
+        if manifest is None:
+            raise FileNotFoundError(f"no target {step}/{key}")
+        mismatches = []
+        for entry in manifest["files"]:
+            try:
+                actual: str | None = file_sha256(folder / entry["path"])
+            except FileNotFoundError:
+                actual = None
+            if actual != entry["sha256"]:
+                mismatches.append(Mismatch(entry["path"], entry["sha256"], actual))
+        return mismatches
+
+    def load_result(self, step: str, key: str) -> Any:
+        """A step's stored return value (None when it returned nothing)."""
+        folder = self.target_dir(step, key)
+        return load_result_from(folder)
+
+    # ---- writing ----------------------------------------------------------------------------
+    def new_workspace(self, step: str, key: str) -> Path:
+        """A fresh private folder for one attempt at building ``step``/``key``."""
+        workspace = self.root / ".tmp" / f"{step}.{key[:16]}.{uuid.uuid4().hex[:8]}"
+        workspace.mkdir(parents=True)
+        return workspace
+
+    def publish(self, workspace: Path, *, step: str, key: str, record: dict[str, Any], replace: bool = False) -> dict[str, Any]:
+        """Hash the workspace's outputs, write the manifest, and move it into place.
+
+        Args:
+            workspace: the folder the step wrote into.
+            record: manifest fields (config, code, upstream, run_id, ...).
+            replace: replace an existing target of the same key (a forced rebuild).
+
+        Returns:
+            The manifest now in place (another worker's, if it published this key first).
+        """
+        files = sorted(_outputs(workspace))
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "step": step,
+            "key": key,
+            **record,
+            "files": [
+                {"path": rel, "sha256": file_sha256(workspace / rel), "size": (workspace / rel).stat().st_size}
+                for rel in files
+            ],
+            "result": next((r for r in (RESULT_JSON, RESULT_PICKLE) if r in files), None),
+            "published": time.time(),
+        }
+        (workspace / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        final = self.target_dir(step, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if replace and final.exists():
+            self._set_aside(final)
+        try:
+            os.rename(workspace, final)
+        except OSError:  # published meanwhile by another worker: theirs stands
+            if not self.is_complete(step, key):
+                self._set_aside(final)
+                os.rename(workspace, final)
+                return manifest
+            shutil.rmtree(workspace, ignore_errors=True)
+            return self.read_manifest(step, key) or manifest
+        return manifest
+
+    def keep_failed(self, workspace: Path, *, step: str, key: str, run_id: str) -> Path:
+        """Move a failed attempt aside (its log stays readable); it is never a target."""
+        dest = self.root / ".failed" / step / f"{key[:16]}.{run_id}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(workspace, dest)
+        return dest
+
+    def _set_aside(self, folder: Path) -> None:
+        trash = self.root / ".trash" / uuid.uuid4().hex
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # ---- caches -----------------------------------------------------------------------------
+    def file_hash_cache(self) -> FileHashCache:
+        try:
+            return FileHashCache(json.loads((self.root / ".cache" / "files.json").read_text()))
+        except (FileNotFoundError, ValueError):
+            return FileHashCache()
+
+    def save_file_hash_cache(self, cache: FileHashCache) -> None:
+        if not cache.changed:
+            return
+        folder = self.root / ".cache"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / "files.json", json.dumps(cache.entries))
+
+
+def _outputs(workspace: Path) -> list[str]:
+    found = []
+    for dirpath, _dirs, names in os.walk(workspace):
+        for name in names:
+            rel = os.path.relpath(os.path.join(dirpath, name), workspace)
+            if rel not in META_FILES:
+                found.append(rel)
+    return found
+
+
+def load_result_from(folder: Path) -> Any:
+    if (folder / RESULT_JSON).exists():
+        return json.loads((folder / RESULT_JSON).read_text())
+    if (folder / RESULT_PICKLE).exists():
+        import dill
+
+        return dill.loads((folder / RESULT_PICKLE).read_bytes())
+    return None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so readers see the old or the new content, never a half."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
