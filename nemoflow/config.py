@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from nemoflow.errors import ConfigError, describe_value
 from nemoflow.refs import File, StepOutput, StepResult
-from nemoflow.validation import check_value, signature_of, target_name
+from nemoflow.validation import Deferred, check_value, signature_of, target_name
 
 T = TypeVar("T")
 _RESERVED = frozenset({"build"})
@@ -25,7 +25,7 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-class Buildable(Generic[T]):
+class Buildable(Deferred, Generic[T]):
     """A target (function or class) with some of its arguments set."""
 
     def __init__(self, fn_or_cls: Callable[..., T], /, **kwargs: Any) -> None:
@@ -61,7 +61,7 @@ class Buildable(Generic[T]):
             object.__setattr__(self, name, value)
             return
         param = self._param(name)
-        path = _join(self.__nf_path__, name)
+        path = _join(self.__nf_path__ or self.__signature__.target_name, name)
         value = check_value(param.annotation, value, path=path)
         _adopt(value, path)
         self.__arguments__[name] = value
@@ -76,7 +76,7 @@ class Buildable(Generic[T]):
         try:
             return self.__signature__.param(name)
         except ConfigError as exc:
-            raise (exc.at(self.__nf_path__) if self.__nf_path__ else exc) from None
+            raise exc.at(self.__nf_path__ or self.__signature__.target_name) from None
 
     def __dir__(self) -> list[str]:
         return sorted(set(self.__signature__.params) | set(self.__arguments__))
@@ -119,6 +119,8 @@ class Config(Buildable[T]):
 class Partial(Buildable[T]):
     """Builds to ``functools.partial(target, **arguments)``."""
 
+    builds_instance = False
+
 
 def _adopt(value: Any, path: str) -> None:
     """Give nested configs their place in the tree, for error messages."""
@@ -159,7 +161,9 @@ class Script:
         self.entrypoint = entrypoint
         for i, arg in enumerate(self.args):
             if not isinstance(arg, (str, int, float, File, StepOutput)):
-                raise ConfigError(f"expected str, number, File or step output, got {describe_value(arg)}", path=f"args[{i}]")
+                raise ConfigError(
+                    f"expected str, number, File or step output, got {describe_value(arg)}", path=f"args[{i}]"
+                )
         for key, val in self.env.items():
             if not isinstance(val, str):
                 raise ConfigError(f"expected str, got {describe_value(val)}", path=f"env.{key}")
@@ -231,9 +235,7 @@ def _build_one(cfg: Buildable[Any], path: str, resolve: Resolver | None) -> Any:
         return functools.partial(target, **arguments)
     missing = [p.name for p in cfg.__signature__.params.values() if p.required and p.name not in arguments]
     if missing:
-        raise ConfigError(
-            f"{target_name(target)} is missing required argument(s): {', '.join(missing)}", path=path
-        )
+        raise ConfigError(f"{target_name(target)} is missing required argument(s): {', '.join(missing)}", path=path)
     try:
         return target(**arguments)
     except (TypeError, ValueError, AssertionError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 import traceback
@@ -149,13 +150,6 @@ class Experiment:
         return f"Experiment({self.name!r}, steps={len(self.steps)})"
 
 
-def references(step: Step) -> list[tuple[str, StepOutput | StepResult]]:
-    """The step references inside a step's task, with their config paths."""
-    from nemoflow.treeops import walk
-
-    return [(path, node) for path, node in walk(step.task, step.name) if isinstance(node, (StepOutput, StepResult))]
-
-
 # ---- loading a pipeline file ------------------------------------------------------------------
 
 
@@ -188,7 +182,9 @@ def load_pipeline(path: str | Path) -> Experiment:
             )
         if len(found) > 1:
             names = ", ".join(n for n, _ in found)
-            raise PipelineError(f"defines {len(found)} Experiments ({names})", where=str(path), hint="keep one, or define pipeline()")
+            raise PipelineError(
+                f"defines {len(found)} Experiments ({names})", where=str(path), hint="keep one, or define pipeline()"
+            )
         exp = found[0][1]
     exp.pipeline_file = file
     exp.module_name = module.__name__
@@ -202,7 +198,7 @@ def import_pipeline_module(file: Path) -> Any:
     if existing is not None and not getattr(existing, "__nemoflow_pipeline__", False):
         raise PipelineError(
             f"the pipeline's module name {name!r} is already taken by an imported module",
-            where=str(file),
+            where=_display(file),
             hint="rename the pipeline file",
         )
     spec = importlib.util.spec_from_file_location(name, file)
@@ -217,7 +213,9 @@ def import_pipeline_module(file: Path) -> Any:
     except SyntaxError as exc:
         sys.modules.pop(name, None)
         line = (exc.text or "").strip()
-        raise PipelineError(f"syntax error: {exc.msg}" + (f": {line}" if line else ""), where=f"{file}:{exc.lineno}") from None
+        raise PipelineError(
+            f"syntax error: {exc.msg}" + (f": {line}" if line else ""), where=f"{_display(file)}:{exc.lineno}"
+        ) from None
     except UserError as exc:
         sys.modules.pop(name, None)
         raise _located(exc, file) from None
@@ -236,13 +234,19 @@ def _call_in_pipeline(factory: Any, file: Path) -> Any:
         raise PipelineError(f"pipeline() raised {type(exc).__name__}: {exc}", where=_where(exc, file)) from exc
 
 
+def _display(file: Path) -> str:
+    """The file's path as a user would type it: relative to the current directory when inside it."""
+    rel = os.path.relpath(file)
+    return rel if not rel.startswith("..") else str(file)
+
+
 def _where(exc: BaseException, file: Path) -> str:
     """``file:line`` of the deepest frame of ``exc`` inside the pipeline file."""
     line = None
     for frame in traceback.extract_tb(exc.__traceback__):
         if Path(frame.filename) == file:
             line = frame.lineno
-    return f"{file}:{line}" if line else str(file)
+    return f"{_display(file)}:{line}" if line else _display(file)
 
 
 def _located(exc: UserError, file: Path) -> UserError:

@@ -86,7 +86,7 @@ class FileHashCache:
         return digest
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_fingerprint(obj: Any) -> str:
     """Hash of a function's or class's own source, formatting and comments ignored.
 

@@ -17,16 +17,42 @@ SCHEMA_VERSION = 1
 
 _TABLES: dict[str, tuple[dict[str, Any], Any]] = {
     "experiments": (
-        {"id": str, "name": str, "description": str, "tags": str, "pipeline_file": str, "pipeline_sha256": str,
-         "git_commit": str, "git_dirty": int, "store": str, "created": float},
+        {
+            "id": str,
+            "name": str,
+            "description": str,
+            "tags": str,
+            "pipeline_file": str,
+            "pipeline_sha256": str,
+            "git_commit": str,
+            "git_dirty": int,
+            "store": str,
+            "created": float,
+        },
         "id",
     ),
     "steps": ({"key": str, "name": str, "kind": str, "config": str, "code": str, "created": float}, "key"),
     "edges": ({"key": str, "upstream_key": str, "upstream_name": str}, ("key", "upstream_key")),
     "runs": (
-        {"id": str, "experiment_id": str, "key": str, "step": str, "reason": str, "executor": str, "host": str,
-         "worker": str, "pid": int, "status": str, "started": float, "ended": float, "exit_code": int,
-         "log_path": str, "error": str, "environment_id": str, "job_id": str},
+        {
+            "id": str,
+            "experiment_id": str,
+            "key": str,
+            "step": str,
+            "reason": str,
+            "executor": str,
+            "host": str,
+            "worker": str,
+            "pid": int,
+            "status": str,
+            "started": float,
+            "ended": float,
+            "exit_code": int,
+            "log_path": str,
+            "error": str,
+            "environment_id": str,
+            "job_id": str,
+        },
         "id",
     ),
     "artifacts": ({"key": str, "path": str, "sha256": str, "size": int}, ("key", "path")),
@@ -71,8 +97,13 @@ class Ledger:
     def record_environment(self, env: Environment) -> None:
         with self.db.conn:
             self.db["environments"].insert(
-                {"id": env.id, "python": env.python, "platform": env.platform, "host": env.host,
-                 "packages": json.dumps(env.packages)},
+                {
+                    "id": env.id,
+                    "python": env.python,
+                    "platform": env.platform,
+                    "host": env.host,
+                    "packages": json.dumps(env.packages),
+                },
                 ignore=True,
             )
 
@@ -81,8 +112,16 @@ class Ledger:
         now = time.time()
         step_rows, edge_rows = [], []
         for s in steps:
-            step_rows.append({"key": s["key"], "name": s["name"], "kind": s["kind"],
-                              "config": json.dumps(s["config"], sort_keys=True), "code": s["code"], "created": now})
+            step_rows.append(
+                {
+                    "key": s["key"],
+                    "name": s["name"],
+                    "kind": s["kind"],
+                    "config": json.dumps(s["config"], sort_keys=True),
+                    "code": s["code"],
+                    "created": now,
+                }
+            )
             edge_rows.extend({"key": s["key"], "upstream_key": k, "upstream_name": n} for n, k in s["upstream"].items())
         with self.db.conn:
             self.db["steps"].insert_all(step_rows, ignore=True, batch_size=500)
@@ -92,13 +131,23 @@ class Ledger:
         with self.db.conn:
             self.db["runs"].insert({**row, "status": "running", "started": row.get("started", time.time())})
 
-    def finish_run(self, run_id: str, *, status: str, exit_code: int | None = None, error: str | None = None,
-                   log_path: str | None = None, key: str | None = None,
-                   artifacts: Iterable[dict[str, Any]] = ()) -> None:
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        exit_code: int | None = None,
+        error: str | None = None,
+        log_path: str | None = None,
+        key: str | None = None,
+        artifacts: Iterable[dict[str, Any]] = (),
+    ) -> None:
         """Close a run, and record its outputs (``path``, ``sha256``, ``size``) in the same transaction."""
         with self.db.conn:
-            self.db["runs"].update(run_id, {"status": status, "ended": time.time(), "exit_code": exit_code,
-                                            "error": error, "log_path": log_path})
+            self.db["runs"].update(
+                run_id,
+                {"status": status, "ended": time.time(), "exit_code": exit_code, "error": error, "log_path": log_path},
+            )
             if key is not None:
                 rows = [{"key": key, **a} for a in artifacts]
                 self.db["artifacts"].insert_all(rows, replace=True)
@@ -118,7 +167,7 @@ class Ledger:
         keys = list(keys)
         found: dict[str, dict[str, Any]] = {}
         for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
+            chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
             for row in self.rows(f"select * from runs where key in ({marks}) order by started", chunk):
                 found[row["key"]] = row

@@ -21,7 +21,7 @@ from nemoflow.store import Store
 from nemoflow.treeops import walk
 
 
-class Reason(str, enum.Enum):
+class Reason(enum.StrEnum):
     """Why a step will run, or that it will not."""
 
     NEW_CONFIG = "new config"
@@ -120,7 +120,9 @@ def _apply_plugins(exp: Experiment) -> dict[str, Step]:
     for name, step in exp.steps.items():
         plugins = [*exp.plugins, *step.plugins]
         if plugins:
-            step = Step(step.name, copy.deepcopy(step.task), copy.deepcopy(step.executor), step.dependencies, step.plugins)
+            step = Step(
+                step.name, copy.deepcopy(step.task), copy.deepcopy(step.executor), step.dependencies, step.plugins
+            )
             for plugin in plugins:
                 plugin.setup(step.task, step.executor)
         steps[name] = step
@@ -162,7 +164,9 @@ def _topological(edges: dict[str, set[str]]) -> list[str]:
             if waiting[down] == 0:
                 ready.append(down)
     if len(order) < len(edges):
-        raise PipelineError(f"dependency cycle: {' -> '.join(_find_cycle(edges, set(order)))}", hint="remove one of these references")
+        raise PipelineError(
+            f"dependency cycle: {' -> '.join(_find_cycle(edges, set(order)))}", hint="remove one of these references"
+        )
     return order
 
 
@@ -175,7 +179,7 @@ def _find_cycle(edges: dict[str, set[str]], done: set[str]) -> list[str]:
         seen[node] = len(path)
         path.append(node)
         node = next(up for up in sorted(edges[node]) if up not in done)
-    cycle = path[seen[node]:] + [node]
+    cycle = [*path[seen[node] :], node]
     return list(reversed(cycle))
 
 
@@ -213,7 +217,9 @@ def _plan_step(step: Step, upstream: dict[str, str], root: Path, cache: FileHash
     try:
         config = to_data(task)
     except ConfigError as exc:
-        raise PipelineError(exc.message, where=f"{step.name}: {exc.path}" if exc.path else step.name, hint=exc.hint) from None
+        raise PipelineError(
+            exc.message, where=f"{step.name}: {exc.path}" if exc.path else step.name, hint=exc.hint
+        ) from None
     if isinstance(task, Script):
         kind, code = _script_identity(task, root, cache, step.name)
     else:
@@ -255,7 +261,11 @@ def _reason(step: PlannedStep, store: Store, forced: set[str]) -> Reason:
         return Reason.OUTPUT_MISSING
     if previous.get("code") != step.code:
         return Reason.CODE_CHANGED
-    if previous.get("config") != step.config or previous.get("kind") != step.kind or previous.get("inputs") != step.files:
+    if (
+        previous.get("config") != step.config
+        or previous.get("kind") != step.kind
+        or previous.get("inputs") != step.files
+    ):
         return Reason.NEW_CONFIG
     if previous.get("upstream") != step.upstream:
         return Reason.UPSTREAM_CHANGED

@@ -39,9 +39,7 @@ class StepOutput:
     path: str
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, StepOutput) and other.step.name == self.step.name and other.path == self.path
-        )
+        return isinstance(other, StepOutput) and other.step.name == self.step.name and other.path == self.path
 
     def __hash__(self) -> int:
         return hash((self.step.name, self.path))

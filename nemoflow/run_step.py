@@ -109,7 +109,9 @@ def execute_job(job: dict[str, Any]) -> Any:
         import_pipeline_module(Path(pipeline["file"]))
     steps = {name: _Named(name) for name in job["upstream_dirs"]}
     task = from_data(job["task"], steps=steps)
-    return execute_task(task, output=Path(job["output_dir"]), upstream_dirs=job["upstream_dirs"], workdir=job["workdir"])
+    return execute_task(
+        task, output=Path(job["output_dir"]), upstream_dirs=job["upstream_dirs"], workdir=job["workdir"]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,12 +74,21 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
     run_id = new_run_id()
     workspace = ctx.store.new_workspace(step.name, step.key)
     ledger = ctx.ledger()
-    ledger.start_run({
-        "id": run_id, "experiment_id": ctx.experiment_id, "key": step.key, "step": step.name,
-        "reason": step.reason.value, "executor": "direct" if in_process else executor.name,
-        "host": socket.gethostname(), "worker": f"{socket.gethostname()}:{os.getpid()}", "pid": os.getpid(),
-        "environment_id": ctx.environment_id, "log_path": str(workspace / LOG),
-    })
+    ledger.start_run(
+        {
+            "id": run_id,
+            "experiment_id": ctx.experiment_id,
+            "key": step.key,
+            "step": step.name,
+            "reason": step.reason.value,
+            "executor": "direct" if in_process else executor.name,
+            "host": socket.gethostname(),
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "pid": os.getpid(),
+            "environment_id": ctx.environment_id,
+            "log_path": str(workspace / LOG),
+        }
+    )
     started = time.time()
     try:
         if in_process:
@@ -93,20 +102,32 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
         _fail(ctx, step, workspace, run_id, result)
         raise StepFailed(step.name, result.error or result.state.value, exit_code=result.exit_code)
     manifest = ctx.store.publish(
-        workspace, step=step.name, key=step.key, replace=step.reason.value == "forced",
-        record={"kind": step.kind, "config": step.config, "code": step.code, "upstream": step.upstream,
-                "inputs": step.files, "run_id": run_id, "experiment_id": ctx.experiment_id,
-                "seconds": round(time.time() - started, 3)},
+        workspace,
+        step=step.name,
+        key=step.key,
+        replace=step.reason.value == "forced",
+        record={
+            "kind": step.kind,
+            "config": step.config,
+            "code": step.code,
+            "upstream": step.upstream,
+            "inputs": step.files,
+            "run_id": run_id,
+            "experiment_id": ctx.experiment_id,
+            "seconds": round(time.time() - started, 3),
+        },
     )
     final = ctx.store.target_dir(step.name, step.key)
-    ledger.finish_run(run_id, status="succeeded", exit_code=0, log_path=str(final / LOG),
-                      key=step.key, artifacts=manifest["files"])
+    ledger.finish_run(
+        run_id, status="succeeded", exit_code=0, log_path=str(final / LOG), key=step.key, artifacts=manifest["files"]
+    )
 
 
 def _fail(ctx: BuildContext, step: PlannedStep, workspace: Path, run_id: str, result: JobResult) -> None:
     kept = ctx.store.keep_failed(workspace, step=step.name, key=step.key, run_id=run_id)
-    ctx.ledger().finish_run(run_id, status=result.state.value, exit_code=result.exit_code,
-                            error=result.error, log_path=str(kept / LOG))
+    ctx.ledger().finish_run(
+        run_id, status=result.state.value, exit_code=result.exit_code, error=result.error, log_path=str(kept / LOG)
+    )
 
 
 def job_spec(ctx: BuildContext, step: PlannedStep, workspace: Path) -> dict[str, Any]:
@@ -115,9 +136,14 @@ def job_spec(ctx: BuildContext, step: PlannedStep, workspace: Path) -> dict[str,
     pipeline = {"file": str(exp.pipeline_file), "module": exp.module_name} if exp.pipeline_file else None
     sys_path = [str(exp.pipeline_file.parent)] if exp.pipeline_file else []
     return {
-        "step": step.name, "key": step.key, "output_dir": str(workspace), "workdir": str(ctx.plan.workdir),
-        "pipeline": pipeline, "sys_path": sys_path + [p for p in sys.path if p and os.path.isdir(p)],
-        "task": to_data(step.task), "upstream_dirs": ctx.upstream_dirs(step),
+        "step": step.name,
+        "key": step.key,
+        "output_dir": str(workspace),
+        "workdir": str(ctx.plan.workdir),
+        "pipeline": pipeline,
+        "sys_path": sys_path + [p for p in sys.path if p and os.path.isdir(p)],
+        "task": to_data(step.task),
+        "upstream_dirs": ctx.upstream_dirs(step),
     }
 
 
@@ -127,8 +153,16 @@ def _run_with_executor(ctx: BuildContext, step: PlannedStep, workspace: Path, ex
     else:
         (workspace / JOB).write_text(json.dumps(job_spec(ctx, step, workspace), indent=1))
         command, env = [sys.executable, "-m", "nemoflow.run_step", str(workspace / JOB)], {}
-    job = Job(step.name, step.key, command, workspace, workspace / LOG, str(ctx.plan.workdir),
-              env={**env, OUTPUT_DIR_ENV: str(workspace)}, tail_logs=ctx.tail_logs)
+    job = Job(
+        step.name,
+        step.key,
+        command,
+        workspace,
+        workspace / LOG,
+        str(ctx.plan.workdir),
+        env={**env, OUTPUT_DIR_ENV: str(workspace)},
+        tail_logs=ctx.tail_logs,
+    )
     try:
         handle = executor.submit(job)
     except (OSError, ValueError) as exc:
@@ -146,7 +180,7 @@ def _last_line(log: Path) -> str:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines()[-20:] if line.strip()]
     except FileNotFoundError:
         return ""
-    return lines[-1].removeprefix(f"nemoflow: ") if lines else ""
+    return lines[-1].removeprefix("nemoflow: ") if lines else ""
 
 
 def _script_command(ctx: BuildContext, step: PlannedStep) -> tuple[list[str], dict[str, str]]:
@@ -166,8 +200,9 @@ def _run_in_process(ctx: BuildContext, step: PlannedStep, workspace: Path) -> Jo
         out: IO[str] = _Tee(log, sys.stdout, f"[{step.name}] ") if ctx.tail_logs else log
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             try:
-                execute_task(step.task, output=workspace, upstream_dirs=ctx.upstream_dirs(step),
-                             workdir=str(ctx.plan.workdir))
+                execute_task(
+                    step.task, output=workspace, upstream_dirs=ctx.upstream_dirs(step), workdir=str(ctx.plan.workdir)
+                )
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:

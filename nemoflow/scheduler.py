@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from nemoflow.errors import BuildFailed
 from nemoflow.experiment import Experiment
@@ -75,8 +74,16 @@ def run_plan(plan: Plan, *, jobs: int = 1, direct: bool = False, tail_logs: bool
     started = time.time()
     experiment_id = new_experiment_id(plan.experiment.name)
     environment_id = _record_build(plan, experiment_id, to_run)
-    ctx = BuildContext(plan, plan.store, ledger_path(plan.store), experiment_id, environment_id, started,
-                       direct=direct, tail_logs=tail_logs)
+    ctx = BuildContext(
+        plan,
+        plan.store,
+        ledger_path(plan.store),
+        experiment_id,
+        environment_id,
+        started,
+        direct=direct,
+        tail_logs=tail_logs,
+    )
     _run_with_luigi(ctx, to_run, jobs)
     return _collect(ctx, to_run, skipped)
 
@@ -87,17 +94,26 @@ def _record_build(plan: Plan, experiment_id: str, to_run: list[PlannedStep]) -> 
     try:
         pipeline = exp.pipeline_file
         git = git_state(pipeline) if pipeline else git_state(plan.workdir)
-        ledger.record_experiment({
-            "id": experiment_id, "name": exp.name, "description": exp.description, "tags": exp.tags,
-            "pipeline_file": str(pipeline) if pipeline else None,
-            "pipeline_sha256": hashlib.sha256(pipeline.read_bytes()).hexdigest() if pipeline else None,
-            "git_commit": git.commit, "git_dirty": None if git.dirty is None else int(git.dirty),
-            "store": str(plan.store.root), "created": time.time(),
-        })
+        ledger.record_experiment(
+            {
+                "id": experiment_id,
+                "name": exp.name,
+                "description": exp.description,
+                "tags": exp.tags,
+                "pipeline_file": str(pipeline) if pipeline else None,
+                "pipeline_sha256": hashlib.sha256(pipeline.read_bytes()).hexdigest() if pipeline else None,
+                "git_commit": git.commit,
+                "git_dirty": None if git.dirty is None else int(git.dirty),
+                "store": str(plan.store.root),
+                "created": time.time(),
+            }
+        )
         env = capture_environment()
         ledger.record_environment(env)
-        ledger.record_steps({"key": s.key, "name": s.name, "kind": s.kind, "config": s.config, "code": s.code,
-                             "upstream": s.upstream} for s in to_run)
+        ledger.record_steps(
+            {"key": s.key, "name": s.name, "kind": s.kind, "config": s.config, "code": s.code, "upstream": s.upstream}
+            for s in to_run
+        )
     finally:
         ledger.close()
     return env.id
@@ -113,7 +129,9 @@ def _run_with_luigi(ctx: BuildContext, to_run: list[PlannedStep], jobs: int) -> 
     try:
         luigi.build(
             [StepTask(key=s.key, step=s.name) for s in to_run],
-            local_scheduler=True, workers=max(1, jobs), detailed_summary=True,
+            local_scheduler=True,
+            workers=max(1, jobs),
+            detailed_summary=True,
             no_lock=True,
         )
     finally:
@@ -132,8 +150,13 @@ def _pin_luigi_config() -> None:
         config.remove_section(section)
     settings = {
         "core": {"parallel_scheduling": "false", "autoload_range": "false", "no_configure_logging": "true"},
-        "worker": {"keep_alive": "false", "check_unfulfilled_deps": "true", "retry_external_tasks": "false",
-                   "force_multiprocessing": "false", "wait_interval": "0.1"},
+        "worker": {
+            "keep_alive": "false",
+            "check_unfulfilled_deps": "true",
+            "retry_external_tasks": "false",
+            "force_multiprocessing": "false",
+            "wait_interval": "0.1",
+        },
         "scheduler": {"record_task_history": "false", "retry_count": "0", "retry_delay": "0"},
     }
     for section, values in settings.items():
@@ -162,8 +185,11 @@ def _collect(ctx: BuildContext, to_run: list[PlannedStep], skipped: list[StepOut
         failed_names.add(step.name)
         if run is not None:
             error = run.get("error") or run.get("status") or "failed"
-            result.failed.append(StepOutcome(step.name, step.key, step.reason.value, error=error,
-                                             exit_code=run.get("exit_code"), seconds=seconds))
+            result.failed.append(
+                StepOutcome(
+                    step.name, step.key, step.reason.value, error=error, exit_code=run.get("exit_code"), seconds=seconds
+                )
+            )
         else:
             blockers = [up for up in step.upstream if up in failed_names]
             error = f"not run: upstream {', '.join(blockers)} failed" if blockers else "not run"

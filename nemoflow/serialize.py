@@ -84,7 +84,7 @@ def to_data(value: Any) -> Any:
         if all(isinstance(k, str) for k in value):
             return {k: to_data(value[k]) for k in sorted(value)}
         return {"_items_": [[to_data(k), to_data(v)] for k, v in value.items()]}
-    if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
+    if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
         try:
             return {"_import_": import_path(value)}
         except ConfigError:
@@ -259,7 +259,7 @@ def python_source(value: Any) -> str:
     """Python source that rebuilds ``value`` (as ``config = ...``)."""
     imports: set[str] = set()
     body = _py(value, imports, 0)
-    lines = ["import nemoflow"] + sorted(imports) + ["", f"config = {body}", ""]
+    lines = ["import nemoflow", *sorted(imports), "", f"config = {body}", ""]
     return "\n".join(lines)
 
 
@@ -273,7 +273,11 @@ def _py(value: Any, imports: set[str], depth: int) -> str:
         kind = "Partial" if isinstance(value, Partial) else "Config"
         args = [f"{pad}{k}={_py(v, imports, depth + 1)}," for k, v in value.__arguments__.items()]
         inner = "\n".join(args)
-        return f"nemoflow.{kind}(\n{pad}{qualname},\n{inner}\n{'    ' * depth})" if args else f"nemoflow.{kind}({qualname})"
+        return (
+            f"nemoflow.{kind}(\n{pad}{qualname},\n{inner}\n{'    ' * depth})"
+            if args
+            else f"nemoflow.{kind}({qualname})"
+        )
     if isinstance(value, File):
         return f"nemoflow.File({value.path!r})"
     if isinstance(value, Script):

@@ -116,7 +116,9 @@ class Store:
         workspace.mkdir(parents=True)
         return workspace
 
-    def publish(self, workspace: Path, *, step: str, key: str, record: dict[str, Any], replace: bool = False) -> dict[str, Any]:
+    def publish(
+        self, workspace: Path, *, step: str, key: str, record: dict[str, Any], replace: bool = False
+    ) -> dict[str, Any]:
         """Hash the workspace's outputs, write the manifest, and move it into place.
 
         Args:

@@ -35,8 +35,11 @@ class StepTask(luigi.Task):
     def requires(self) -> list[StepTask]:
         ctx = self._context()
         steps = ctx.plan.steps
-        return [StepTask(key=key, step=name) for name, key in self.planned.upstream.items()
-                if name in steps and steps[name].runs]
+        return [
+            StepTask(key=key, step=name)
+            for name, key in self.planned.upstream.items()
+            if name in steps and steps[name].runs
+        ]
 
     def complete(self) -> bool:
         try:

@@ -51,8 +51,7 @@ def broadcast(tree: Any, name: str, value: Any) -> int:
     targets = [
         node
         for _path, node in walk(tree)
-        if isinstance(node, Buildable)
-        and (name in node.__signature__.params or name in node.__arguments__)
+        if isinstance(node, Buildable) and (name in node.__signature__.params or name in node.__arguments__)
     ]
     if not targets:
         raise ConfigError(f"no config in the tree takes an argument {name!r}", path=name)

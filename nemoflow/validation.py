@@ -59,7 +59,7 @@ def target_name(target: Any) -> str:
     return getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or repr(target)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def signature_of(target: Any) -> Signature:
     """The signature of a function or class, annotations resolved."""
     try:
@@ -83,7 +83,7 @@ def signature_of(target: Any) -> Signature:
     return Signature(target_name(target), params, var_keyword)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adapter(annotation: Any) -> Any:
     import pydantic
 
@@ -102,10 +102,19 @@ def type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def _is_placeholder(value: Any) -> bool:
-    from nemoflow.config import Buildable
+class Deferred:
+    """Base of config objects: values that become their target's product only at build time.
 
-    return isinstance(value, (Buildable, File, StepOutput, StepResult))
+    ``builds_instance`` is True when building calls the target (so a config of class ``C``
+    stands for a ``C``), False when it only binds arguments (a partial).
+    """
+
+    builds_instance: bool = True
+    __fn_or_cls__: Any
+
+
+def _is_placeholder(value: Any) -> bool:
+    return isinstance(value, (Deferred, File, StepOutput, StepResult))
 
 
 def _contains_placeholder(value: Any) -> bool:
@@ -144,8 +153,6 @@ def check_value(annotation: Any, value: Any, *, path: str) -> Any:
 
 
 def _check_placeholder(annotation: Any, value: Any, *, path: str) -> None:
-    from nemoflow.config import Buildable, Partial
-
     origin = typing.get_origin(annotation)
     if origin is typing.Union or origin is types.UnionType:
         errors = []
@@ -161,9 +168,9 @@ def _check_placeholder(annotation: Any, value: Any, *, path: str) -> None:
     if isinstance(value, (File, StepOutput)):
         check_value(annotation, "placeholder/path", path=path)  # becomes a path string
         return
-    if isinstance(value, Buildable):
+    if isinstance(value, Deferred):
         produced = value.__fn_or_cls__
-        if isinstance(value, Partial) or not inspect.isclass(produced):
+        if not value.builds_instance or not inspect.isclass(produced):
             return
         if isinstance(annotation, type) and not issubclass(produced, annotation):
             raise ConfigError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -42,7 +43,9 @@ def make_dataset(n_samples: int = 2000, noise: float = 0.2, test_fraction: float
     order = rng.permutation(n_samples)
     x, y = x[order], y[order]
     n_test = int(n_samples * test_fraction)
-    np.savez(nemoflow.output_dir() / "data.npz", x_train=x[n_test:], y_train=y[n_test:], x_test=x[:n_test], y_test=y[:n_test])
+    np.savez(
+        nemoflow.output_dir() / "data.npz", x_train=x[n_test:], y_train=y[n_test:], x_test=x[:n_test], y_test=y[:n_test]
+    )
     print(f"wrote {n_samples - n_test} training and {n_test} test samples")
     return {"n_train": n_samples - n_test, "n_test": n_test}
 
@@ -88,7 +91,7 @@ def evaluate(data: str, model: str) -> dict:
     params = {name: saved[name] for name in ("w1", "b1", "w2", "b2")}
     _, prob = _forward(params, arrays["x_test"], str(saved["activation"]))
     accuracy = float(np.mean((prob > 0.5) == arrays["y_test"]))
-    metrics = {"accuracy": accuracy, "n_test": int(len(prob))}
+    metrics = {"accuracy": accuracy, "n_test": len(prob)}
     (nemoflow.output_dir() / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
@@ -97,7 +100,7 @@ def report(names: list[str], metrics: list[str]) -> str:
     """A markdown table of every model's test accuracy (writes report.md)."""
     rows = ["| model | test accuracy |", "| --- | --- |"]
     for name, path in zip(names, metrics):
-        accuracy = json.loads(open(path).read())["accuracy"]
+        accuracy = json.loads(Path(path).read_text())["accuracy"]
         rows.append(f"| {name} | {accuracy:.3f} |")
     text = "\n".join(rows) + "\n"
     (nemoflow.output_dir() / "report.md").write_text(text)

@@ -16,7 +16,9 @@ REGISTRY: dict[str, str] = {
 def executor_class(name: str) -> type[Executor]:
     """The executor class registered as ``name``."""
     if name not in REGISTRY:
-        raise UserError(f"unknown executor {name!r}", hint=did_you_mean(name, REGISTRY) or f"known: {', '.join(REGISTRY)}")
+        raise UserError(
+            f"unknown executor {name!r}", hint=did_you_mean(name, REGISTRY) or f"known: {', '.join(REGISTRY)}"
+        )
     module, _, cls = REGISTRY[name].partition(":")
     return getattr(importlib.import_module(module), cls)
 
@@ -25,4 +27,4 @@ def make_executor(name: str, **fields: Any) -> Executor:
     return executor_class(name)(**fields)
 
 
-__all__ = ["Executor", "Handle", "Job", "JobResult", "JobState", "REGISTRY", "executor_class", "make_executor"]
+__all__ = ["REGISTRY", "Executor", "Handle", "Job", "JobResult", "JobState", "executor_class", "make_executor"]

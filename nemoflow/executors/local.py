@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -18,10 +19,8 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """A step outlives no build: if the build is killed (even -9), its steps are too."""
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 class LocalExecutor(Executor):
@@ -34,7 +33,7 @@ class LocalExecutor(Executor):
 
     def submit(self, job: Job) -> Handle:
         env = {**os.environ, **self.env_vars, **job.env}
-        log = open(job.log_path, "ab")
+        log = open(job.log_path, "ab")  # noqa: SIM115 - closed by the copier thread
         try:
             proc = subprocess.Popen(
                 job.command,
@@ -79,8 +78,9 @@ class LocalExecutor(Executor):
         if code == 0:
             return JobResult(JobState.SUCCEEDED, 0)
         if code < 0:
-            return JobResult(JobState.CANCELLED if code == -signal.SIGTERM else JobState.FAILED, code,
-                             f"killed by signal {-code}")
+            return JobResult(
+                JobState.CANCELLED if code == -signal.SIGTERM else JobState.FAILED, code, f"killed by signal {-code}"
+            )
         return JobResult(JobState.FAILED, code, f"exit code {code}")
 
 

@@ -1,0 +1,1 @@
+"""The ``nemoflow`` command line."""

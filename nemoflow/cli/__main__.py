@@ -1,0 +1,5 @@
+import sys
+
+from nemoflow.cli.main import main
+
+sys.exit(main())

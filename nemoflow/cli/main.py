@@ -1,0 +1,164 @@
+"""``nemoflow``: build, inspect and audit pipelines. A thin shell over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from nemoflow.errors import NemoflowError, UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from nemoflow.cli.render import help_formatter
+
+    formatter = help_formatter()
+    parser = argparse.ArgumentParser(
+        prog="nemoflow",
+        description="Content-addressed DAG builds for ML experiments: build only what changed, record where everything came from.",
+        formatter_class=formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"nemoflow {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and luigi's own log")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    build = sub.add_parser(
+        "build",
+        help="build a pipeline: run what is not up to date",
+        formatter_class=formatter,
+        description="Build a pipeline file's experiment; steps whose target exists are skipped.",
+    )
+    build.add_argument("pipeline", help="pipeline file (defines an Experiment or pipeline())")
+    build.add_argument("-n", "--dry-run", action="store_true", help="show which steps would run, and why; run nothing")
+    build.add_argument("--json", action="store_true", help="print one JSON object (ran / skipped / failed) last")
+    build.add_argument(
+        "-j", "--jobs", type=int, default=1, metavar="N", help="run up to N independent steps at once (default: 1)"
+    )
+    build.add_argument("--force", nargs="+", default=[], metavar="STEP", help="rebuild these steps even if up to date")
+    build.add_argument(
+        "--until", nargs="+", default=[], metavar="STEP", help="build only these steps and what they need"
+    )
+    build.add_argument("--direct", action="store_true", help="run Python steps inside the build process (no isolation)")
+    build.add_argument("--tail-logs", action="store_true", help="stream each step's output while it runs")
+    build.add_argument("--salt", default="", help="a version string mixed into every key (default: none)")
+    _store_option(build)
+    build.set_defaults(handler=cmd_build)
+
+    status = sub.add_parser(
+        "status", help="show each step's state, key, last run and output", formatter_class=formatter
+    )
+    status.add_argument("pipeline", help="pipeline file")
+    status.add_argument("--json", action="store_true", help="print the rows as JSON")
+    _store_option(status)
+    status.set_defaults(handler=cmd_status)
+
+    audit = sub.add_parser(
+        "audit",
+        help="provenance chain of a file or key, every hash verified",
+        formatter_class=formatter,
+        description="Trace an output back to its roots and re-hash every output on the way. "
+        "Exits 1 when something no longer matches its manifest.",
+    )
+    audit.add_argument("subject", metavar="PATH|KEY", help="a file in the store, or a key (prefix of 8+ characters)")
+    audit.add_argument("--json", action="store_true", help="print the chain as JSON")
+    _store_option(audit)
+    audit.set_defaults(handler=cmd_audit)
+    return parser
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store", metavar="DIR", default=None, help="the target store (default: $NEMOFLOW_STORE, else ./targets)"
+    )
+
+
+def _version() -> str:
+    from nemoflow import __version__
+
+    return __version__
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from nemoflow.scheduler import default_store
+    from nemoflow.store import Store
+
+    return Store(args.store) if args.store else default_store()
+
+
+def _ledger(store: Any) -> Any:
+    from nemoflow.ledger import Ledger
+    from nemoflow.scheduler import ledger_path
+
+    path = ledger_path(store)
+    return Ledger(path) if path.exists() else None
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from nemoflow.cli import render
+    from nemoflow.experiment import load_pipeline
+    from nemoflow.plan import make_plan
+    from nemoflow.scheduler import run_plan
+
+    started = time.perf_counter()
+    exp = load_pipeline(args.pipeline)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    plan = make_plan(exp, _store(args), force=args.force, until=args.until, salt=args.salt)
+    if args.dry_run:
+        render.plan(plan, as_json=args.json)
+        return 0
+    result = run_plan(plan, jobs=args.jobs, direct=args.direct, tail_logs=args.tail_logs)
+    render.build_result(result, as_json=args.json, seconds=time.perf_counter() - started)
+    return 0 if result.ok else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from nemoflow.cli import render
+    from nemoflow.experiment import load_pipeline
+    from nemoflow.plan import make_plan
+    from nemoflow.status import plan_status
+
+    exp = load_pipeline(args.pipeline)
+    store = _store(args)
+    plan = make_plan(exp, store)
+    ledger = _ledger(store)
+    rows = plan_status(plan, ledger)
+    render.status(exp.name, rows, as_json=args.json)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from nemoflow.audit import audit
+    from nemoflow.cli import render
+
+    store = _store(args)
+    report = audit(args.subject, store=store, ledger=_ledger(store))
+    render.audit(report, as_json=args.json)
+    return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nemoflow`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    if args.debug:
+        os.environ["NEMOFLOW_DEBUG"] = "1"
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except NemoflowError as exc:
+        if args.debug:
+            raise
+        from nemoflow.cli import render
+
+        render.error(exc)
+        return getattr(exc, "exit_code", 1)
+    except KeyboardInterrupt:
+        print("nemoflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

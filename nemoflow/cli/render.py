@@ -1,0 +1,186 @@
+"""Everything the CLI shows: rich tables and messages, or JSON. The only module that imports rich."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from nemoflow.audit import AuditReport
+from nemoflow.errors import BuildFailed, NemoflowError, UserError
+from nemoflow.plan import Plan
+from nemoflow.results import BuildResult
+from nemoflow.status import StepStatus
+
+_out = Console(highlight=False)
+_err = Console(stderr=True, highlight=False)
+_REASON_STYLE = {
+    "up to date": "dim",
+    "forced": "magenta",
+    "code changed": "yellow",
+    "new config": "cyan",
+    "upstream changed": "blue",
+    "output missing": "green",
+}
+_STATE_STYLE = {"done": "green", "pending": "yellow", "failed": "bold red", "running": "cyan", "interrupted": "red"}
+
+
+def help_formatter() -> type:
+    from rich_argparse import RichHelpFormatter
+
+    return RichHelpFormatter
+
+
+def _json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=None, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def _short(key: str) -> str:
+    return key[:12]
+
+
+def plan(p: Plan, *, as_json: bool) -> None:
+    """``build --dry-run``: every step with its key and reason."""
+    steps = [{"name": s.name, "key": s.key, "reason": s.reason.value, "runs": s.runs} for s in p]
+    would = [s["name"] for s in steps if s["runs"]]
+    if as_json:
+        _json({"dry_run": True, "experiment": p.experiment.name, "steps": steps, "would_run": would})
+        return
+    table = Table(title=f"{p.experiment.name}: {len(would)} of {len(steps)} steps would run", title_justify="left")
+    table.add_column("step")
+    table.add_column("key", style="dim")
+    table.add_column("reason")
+    for s in steps:
+        style = _REASON_STYLE.get(s["reason"], "")
+        table.add_row(s["name"], _short(s["key"]), f"[{style}]{s['reason']}[/]")
+    _out.print(table)
+
+
+def build_result(result: BuildResult, *, as_json: bool, seconds: float) -> None:
+    """What a build did: ran, skipped (up to date), failed, and why."""
+    if as_json:
+        _json(result.as_dict())
+        return
+    if not result.ran and not result.failed:
+        _out.print(f"[green]up to date[/]: {len(result.skipped)} step(s), nothing to run ({seconds:.2f}s)")
+        return
+    table = Table(show_header=True, title_justify="left")
+    table.add_column("step")
+    table.add_column("key", style="dim")
+    table.add_column("outcome")
+    table.add_column("reason")
+    table.add_column("time", justify="right")
+    for o in result.ran:
+        table.add_row(o.name, _short(o.key), "[green]built[/]", o.reason, _seconds(o.seconds))
+    for o in result.failed:
+        table.add_row(o.name, _short(o.key), "[bold red]failed[/]", o.reason, _seconds(o.seconds))
+    _out.print(table)
+    for o in result.failed:
+        _err.print(f"[bold red]✗ {o.name}[/]: {o.error}")
+    verdict = "[bold red]failed[/]" if result.failed else "[green]done[/]"
+    _out.print(
+        f"{verdict}: {len(result.ran)} built, {len(result.skipped)} up to date, "
+        f"{len(result.failed)} failed in {seconds:.2f}s (experiment {result.experiment_id})"
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:.2f}s" if value is not None else ""
+
+
+def status(name: str, rows: list[StepStatus], *, as_json: bool) -> None:
+    """``nemoflow status``: a row per step."""
+    if as_json:
+        _json([r.as_dict() for r in rows])
+        return
+    done = sum(r.state == "done" for r in rows)
+    table = Table(title=f"{name}: {done} of {len(rows)} steps up to date", title_justify="left")
+    for column in ("step", "key", "state", "last run", "time"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("output", overflow="fold")
+    for r in rows:
+        run = r.last_run or {}
+        when = datetime.datetime.fromtimestamp(run["started"]).strftime("%m-%d %H:%M:%S") if run.get("started") else ""
+        state = r.state if r.state == "done" else f"{r.state} ({r.reason})" if r.state == "pending" else r.state
+        table.add_row(
+            r.name,
+            _short(r.key),
+            f"[{_STATE_STYLE.get(r.state, '')}]{state}[/]",
+            when,
+            _seconds(r.seconds),
+            _relative(r.output),
+        )
+    _out.print(table)
+
+
+def _relative(path: str | None) -> str:
+    if not path:
+        return ""
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else path
+
+
+def audit(report: AuditReport, *, as_json: bool) -> None:
+    """``nemoflow audit``: the provenance chain, each link verified."""
+    if as_json:
+        _json({"subject": report.subject, "ok": report.ok, "chain": [_link_data(link) for link in report.chain]})
+        return
+    for depth, link in enumerate(report.chain):
+        mark = "[green]✓[/]" if link.ok else "[bold red]✗[/]"
+        _out.print(f"{mark} [bold]{link.step}[/] [dim]{link.key}[/]" + ("  (audited)" if depth == 0 else ""))
+        if link.missing:
+            _out.print("    [red]target missing from the store[/]")
+            continue
+        m = link.manifest or {}
+        _out.print(f"    kind     {m.get('kind')}")
+        _out.print(f"    config   {json.dumps(m.get('config'), sort_keys=True)[:200]}")
+        _out.print(f"    code     {str(m.get('code'))[:16]}")
+        for up, key in sorted(m.get("upstream", {}).items()):
+            _out.print(f"    upstream {up} [dim]{key[:12]}[/]")
+        for path, digest in sorted(m.get("inputs", {}).items()):
+            _out.print(f"    input    {path} [dim]sha256 {digest[:12]}[/]")
+        if link.run:
+            r = link.run
+            when = datetime.datetime.fromtimestamp(r["started"]).isoformat(timespec="seconds")
+            _out.print(f"    run      {r['id']} on {r.get('host')} via {r.get('executor')} at {when} ({r['status']})")
+        if link.environment:
+            e = link.environment
+            _out.print(f"    env      python {e['python']}, {e['platform']}, {len(e['packages'])} packages")
+        _out.print(f"    outputs  {len(m.get('files', []))} file(s) verified" if not link.mismatches else "")
+        for mismatch in link.mismatches:
+            what = (
+                "missing"
+                if mismatch.actual is None
+                else f"sha256 {mismatch.actual[:12]}, manifest {mismatch.expected[:12]}"
+            )
+            _out.print(f"    [bold red]TAMPERED[/] {mismatch.path}: {what}")
+    verdict = "[green]intact[/]" if report.ok else "[bold red]NOT intact[/]"
+    _out.print(f"{verdict}: {len(report.chain)} target(s) in the chain of {report.subject}")
+
+
+def _link_data(link: Any) -> dict[str, Any]:
+    return {
+        "step": link.step,
+        "key": link.key,
+        "ok": link.ok,
+        "missing": link.missing,
+        "manifest": link.manifest,
+        "run": link.run,
+        "environment": {k: v for k, v in (link.environment or {}).items() if k != "packages"},
+        "mismatches": [m.__dict__ for m in link.mismatches],
+    }
+
+
+def error(exc: NemoflowError) -> None:
+    """A user-facing error: one message, no traceback."""
+    if isinstance(exc, BuildFailed):
+        _err.print(f"[bold red]build failed[/]: {exc}")
+        return
+    label = "error" if isinstance(exc, UserError) else type(exc).__name__
+    _err.print(f"[bold red]{label}[/]: {exc}", markup=True, soft_wrap=True)

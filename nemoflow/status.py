@@ -1,0 +1,74 @@
+"""The state of every step of a pipeline: built, to build, failed; with its last run."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from nemoflow.ledger import Ledger
+from nemoflow.plan import Plan
+
+
+@dataclass(frozen=True)
+class StepStatus:
+    """A row of ``nemoflow status``."""
+
+    name: str
+    key: str
+    state: str  # done, pending (would run), running, interrupted, or failed (its last run failed)
+    reason: str
+    output: str | None
+    last_run: dict[str, Any] | None
+
+    @property
+    def seconds(self) -> float | None:
+        run = self.last_run
+        return round(run["ended"] - run["started"], 3) if run and run.get("ended") else None
+
+    def as_dict(self) -> dict[str, Any]:
+        run = self.last_run or {}
+        return {
+            "name": self.name,
+            "key": self.key,
+            "state": self.state,
+            "reason": self.reason,
+            "output": self.output,
+            "last_run": run.get("id"),
+            "started": run.get("started"),
+            "seconds": self.seconds,
+            "executor": run.get("executor"),
+        }
+
+
+def plan_status(plan: Plan, ledger: Ledger | None) -> list[StepStatus]:
+    """One row per planned step, with its latest run from the ledger (one query per 500 steps)."""
+    runs = ledger.last_runs(s.key for s in plan) if ledger is not None else {}
+    rows = []
+    for step in plan:
+        run = runs.get(step.key)
+        if not step.runs:
+            state = "done"
+        elif run is not None and run["status"] not in ("succeeded", "running"):
+            state = "failed"
+        elif run is not None and run["status"] == "running":
+            state = "running" if _alive(run) else "interrupted"
+        else:
+            state = "pending"
+        output = str(plan.store.target_dir(step.name, step.key)) if state == "done" else None
+        rows.append(StepStatus(step.name, step.key, state, step.reason.value, output, run))
+    return rows
+
+
+def _alive(run: dict[str, Any]) -> bool:
+    """Is the process that started this run still there (on this host)?"""
+    if run.get("host") != socket.gethostname() or not run.get("pid"):
+        return True  # cannot tell from here
+    try:
+        os.kill(run["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,59 @@
+"""Shared helpers for tests: run the real CLI, copy pipelines, snapshot a store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PIPELINES = REPO / "pipelines"
+
+
+def nemoflow(
+    *args: str, cwd: Path, check: bool = False, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m nemoflow.cli`` (the real command line) in ``cwd``."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    full_env.pop("NEMOFLOW_STORE", None) if env is None or "NEMOFLOW_STORE" not in env else None
+    proc = subprocess.run(
+        [sys.executable, "-m", "nemoflow.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"nemoflow {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def last_json(stdout: str) -> Any:
+    """The JSON object printed last on stdout."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def names(entries: list[dict[str, Any]]) -> set[str]:
+    return {e["name"] for e in entries}
+
+
+def copy_pipeline(name: str, dest: Path) -> Path:
+    target = dest / name
+    target.write_text((PIPELINES / name).read_text())
+    return target
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the sha256 of its content."""
+    if not folder.exists():
+        return {}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

@@ -1,0 +1,90 @@
+"""A build killed with SIGKILL mid-step re-runs to completion and redoes only what had not finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from helpers import last_json, names, nemoflow
+
+PIPELINE = textwrap.dedent("""
+    import os, time
+    from pathlib import Path
+    import nemoflow
+
+    def quick(tag: str) -> str:
+        (nemoflow.output_dir() / "out.txt").write_text(tag)
+        return tag
+
+    def slow(upstream: str, gate: str, marker: str) -> str:
+        Path(marker).write_text(str(os.getpid()))
+        while Path(gate).exists():      # held open by the test
+            time.sleep(0.05)
+        (nemoflow.output_dir() / "out.txt").write_text("slow after " + open(upstream).read())
+        return "slow"
+
+    def pipeline():
+        exp = nemoflow.Experiment("killed")
+        a = exp.add(nemoflow.Partial(quick, tag="a"), name="a")
+        b = exp.add(nemoflow.Partial(slow, upstream=a.output("out.txt"), gate=GATE, marker=MARKER), name="b")
+        exp.add(nemoflow.Partial(quick, tag="d"), name="d", dependencies=[b])
+        return exp
+""")
+
+
+def _complete(folder: Path, step: str) -> bool:
+    return any((folder / "targets" / step).glob("*/nemoflow.json"))
+
+
+def test_kill_9_mid_step_then_rebuild(tmp_path: Path) -> None:
+    gate, marker = tmp_path / "gate", tmp_path / "marker"
+    (tmp_path / "p.py").write_text(f"GATE = {str(gate)!r}\nMARKER = {str(marker)!r}\n" + PIPELINE)
+    gate.write_text("closed")
+    build = subprocess.Popen(
+        [sys.executable, "-m", "nemoflow.cli", "build", "p.py"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 60
+        while not marker.exists():
+            assert time.time() < deadline, "step b never started"
+            assert build.poll() is None, "the build ended before step b started"
+            time.sleep(0.05)
+        step_pid = int(marker.read_text())
+        os.kill(build.pid, signal.SIGKILL)
+        build.wait(timeout=10)
+    finally:
+        if build.poll() is None:
+            build.kill()
+    _wait_gone(step_pid)  # the step dies with its build
+
+    assert _complete(tmp_path, "a")
+    assert not _complete(tmp_path, "b"), "a killed step must not look complete"
+    assert list((tmp_path / "targets" / ".tmp").iterdir()), "the interrupted workspace is left aside"
+    status = last_json(nemoflow("status", "p.py", "--json", cwd=tmp_path, check=True).stdout)
+    assert {r["name"]: r["state"] for r in status} == {"a": "done", "b": "interrupted", "d": "pending"}
+
+    gate.unlink()
+    result = last_json(nemoflow("build", "p.py", "--json", cwd=tmp_path, check=True).stdout)
+    assert names(result["ran"]) == {"b", "d"}
+    assert names(result["skipped"]) == {"a"}
+    out = next((tmp_path / "targets" / "b").glob("*/out.txt"))
+    assert out.read_text() == "slow after a"
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"step process {pid} outlived its killed build")
