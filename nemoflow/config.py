@@ -18,7 +18,6 @@ from nemoflow.refs import File, StepOutput, StepResult
 from nemoflow.validation import Deferred, check_value, signature_of, target_name
 
 T = TypeVar("T")
-_RESERVED = frozenset({"build"})
 
 
 def _join(prefix: str, name: str) -> str:
@@ -32,7 +31,7 @@ class Buildable(Deferred, Generic[T]):
         if isinstance(fn_or_cls, Buildable) or not callable(fn_or_cls):
             raise ConfigError(f"a config target must be a function or class, got {describe_value(fn_or_cls)}")
         signature = signature_of(fn_or_cls)
-        shadowing = _RESERVED & signature.params.keys()
+        shadowing = signature.params.keys() & set(dir(type(self)))  # build, and anything else a config has
         if shadowing:
             raise ConfigError(
                 f"{signature.target_name} has a parameter named {sorted(shadowing)[0]!r}, which is a config method",
@@ -122,16 +121,26 @@ class Partial(Buildable[T]):
     builds_instance = False
 
 
-def _adopt(value: Any, path: str) -> None:
-    """Give nested configs their place in the tree, for error messages."""
-    if isinstance(value, Buildable) and not value.__nf_path__:
+def _adopt(value: Any, path: str, old: str | None = None) -> None:
+    """Give nested configs their place in the tree, for error messages.
+
+    A config placed under a parent that had no place yet (at ``old``) moves with that parent,
+    so ``outer.trainer.model`` reads that way however the tree was put together.
+    """
+    if isinstance(value, Buildable):
+        current = value.__nf_path__
+        if current and current != old:
+            return  # already placed elsewhere: a shared config keeps its first place
         object.__setattr__(value, "__nf_path__", path)
+        root = current or value.__signature__.target_name
+        for name, item in value.__arguments__.items():
+            _adopt(item, _join(path, name), _join(root, name))
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            _adopt(item, f"{path}[{i}]")
+            _adopt(item, f"{path}[{i}]", None if old is None else f"{old}[{i}]")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _adopt(item, f"{path}.{key}")
+            _adopt(item, f"{path}.{key}", None if old is None else f"{old}.{key}")
 
 
 class Script:
@@ -159,20 +168,22 @@ class Script:
         self.args = list(args)
         self.env = dict(env or {})
         self.entrypoint = entrypoint
-        for i, arg in enumerate(self.args):
-            if not isinstance(arg, (str, int, float, File, StepOutput)):
-                raise ConfigError(
-                    f"expected str, number, File or step output, got {describe_value(arg)}", path=f"args[{i}]"
-                )
-        for key, val in self.env.items():
-            if not isinstance(val, str):
-                raise ConfigError(f"expected str, got {describe_value(val)}", path=f"env.{key}")
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in self._FIELDS:
             from nemoflow.errors import did_you_mean
 
             raise ConfigError(f"Script has no field {name!r}", path=name, hint=did_you_mean(name, self._FIELDS))
+        if name == "args":
+            for i, arg in enumerate(value):
+                if not isinstance(arg, (str, int, float, File, StepOutput)):
+                    raise ConfigError(
+                        f"expected str, number, File or step output, got {describe_value(arg)}", path=f"args[{i}]"
+                    )
+        elif name == "env":
+            for key, val in value.items():
+                if not isinstance(val, str):
+                    raise ConfigError(f"expected str, got {describe_value(val)}", path=f"env.{key}")
         object.__setattr__(self, name, value)
 
     def __eq__(self, other: object) -> bool:

@@ -128,8 +128,11 @@ class Ledger:
             self.db["edges"].insert_all(edge_rows, ignore=True, batch_size=500)
 
     def start_run(self, row: dict[str, Any]) -> None:
-        with self.db.conn:
-            self.db["runs"].insert({**row, "status": "running", "started": row.get("started", time.time())})
+        record = {**row, "status": "running", "started": row.get("started", time.time())}
+        columns = ", ".join(record)
+        marks = ", ".join("?" * len(record))
+        with self.db.conn:  # plain SQL on the hot path: sqlite-utils' insert re-reads the schema each call
+            self.db.execute(f"insert into runs ({columns}) values ({marks})", list(record.values()))
 
     def finish_run(
         self,
@@ -144,13 +147,15 @@ class Ledger:
     ) -> None:
         """Close a run, and record its outputs (``path``, ``sha256``, ``size``) in the same transaction."""
         with self.db.conn:
-            self.db["runs"].update(
-                run_id,
-                {"status": status, "ended": time.time(), "exit_code": exit_code, "error": error, "log_path": log_path},
+            self.db.execute(
+                "update runs set status = ?, ended = ?, exit_code = ?, error = ?, log_path = ? where id = ?",
+                [status, time.time(), exit_code, error, log_path, run_id],
             )
             if key is not None:
-                rows = [{"key": key, **a} for a in artifacts]
-                self.db["artifacts"].insert_all(rows, replace=True)
+                self.db.conn.executemany(
+                    "insert or replace into artifacts (key, path, sha256, size) values (?, ?, ?, ?)",
+                    [(key, a["path"], a["sha256"], a["size"]) for a in artifacts],
+                )
 
     # ---- queries ------------------------------------------------------------------------------
     def rows(self, sql: str, params: Iterable[Any] = ()) -> Iterator[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import functools
 import os
 from collections import deque
 from collections.abc import Iterable
@@ -63,6 +64,10 @@ class Plan:
     store: Store
     steps: dict[str, PlannedStep] = field(default_factory=dict)
     workdir: Path = field(default_factory=Path.cwd)
+
+    @functools.cached_property
+    def by_key(self) -> dict[str, PlannedStep]:
+        return {step.key: step for step in self.steps.values()}
 
     def to_run(self) -> list[PlannedStep]:
         return [s for s in self.steps.values() if s.runs]

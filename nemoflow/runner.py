@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import socket
@@ -196,22 +197,24 @@ def _script_command(ctx: BuildContext, step: PlannedStep) -> tuple[list[str], di
 
 
 def _run_in_process(ctx: BuildContext, step: PlannedStep, workspace: Path) -> JobResult:
-    with open(workspace / LOG, "a") as log:
-        out: IO[str] = _Tee(log, sys.stdout, f"[{step.name}] ") if ctx.tail_logs else log
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            try:
-                execute_task(
-                    step.task, output=workspace, upstream_dirs=ctx.upstream_dirs(step), workdir=str(ctx.plan.workdir)
-                )
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:
+    buffer = io.StringIO()  # the log file is written only when the step printed something
+    out: IO[str] = _Tee(buffer, sys.stdout, f"[{step.name}] ") if ctx.tail_logs else buffer
+    result = JobResult(JobState.SUCCEEDED, 0)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            execute_task(
+                step.task, output=workspace, upstream_dirs=ctx.upstream_dirs(step), workdir=str(ctx.plan.workdir)
+            )
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
+            if not (isinstance(exc, SystemExit) and code == 0):
                 traceback.print_exc()
-                code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
-                if isinstance(exc, SystemExit) and code == 0:
-                    return JobResult(JobState.SUCCEEDED, 0)
-                return JobResult(JobState.FAILED, code, f"{type(exc).__name__}: {exc}")
-    return JobResult(JobState.SUCCEEDED, 0)
+                result = JobResult(JobState.FAILED, code, f"{type(exc).__name__}: {exc}")
+    if buffer.tell():
+        (workspace / LOG).write_text(buffer.getvalue())
+    return result
 
 
 class _Tee:

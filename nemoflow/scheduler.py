@@ -7,7 +7,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from nemoflow.errors import BuildFailed
@@ -120,25 +120,63 @@ def _record_build(plan: Plan, experiment_id: str, to_run: list[PlannedStep]) -> 
 
 
 def _run_with_luigi(ctx: BuildContext, to_run: list[PlannedStep], jobs: int) -> None:
+    """Hand the steps to luigi in topological chunks.
+
+    luigi's scheduler scans every pending task on each hand-out, which is quadratic in the
+    number of tasks it holds; giving it a bounded chunk at a time keeps a build linear. Only
+    each chunk's sinks are handed over: luigi finds the rest through ``requires``, stopping
+    at steps already complete.
+    """
     import luigi
 
     from nemoflow.tasks import StepTask
 
     _pin_luigi_config()
     StepTask.context = ctx
+    blocked: set[str] = set()  # failed in this build, or downstream of a failure
     try:
-        luigi.build(
-            [StepTask(key=s.key, step=s.name) for s in to_run],
-            local_scheduler=True,
-            workers=max(1, jobs),
-            detailed_summary=True,
-            no_lock=True,
-        )
+        for chunk in _chunks(to_run, blocked, size=max(CHUNK, 4 * jobs)):
+            sinks = _sinks(chunk)
+            luigi.build(
+                [StepTask(key=s.key, step=s.name) for s in sinks],
+                local_scheduler=True,
+                workers=max(1, jobs),
+                detailed_summary=True,
+                no_lock=True,
+            )
+            blocked.update(s.name for s in chunk if not ctx.is_done(s))
     finally:
         StepTask.context = None
         if ctx._ledger is not None:
             ctx._ledger.close()
             ctx._ledger = None
+
+
+CHUNK = 100
+
+
+def _chunks(steps: list[PlannedStep], blocked: set[str], *, size: int) -> Iterator[list[PlannedStep]]:
+    """Consecutive runs of ``steps`` (in plan order), leaving out what a failure blocks.
+
+    ``blocked`` grows while the caller builds each chunk, so it is read lazily.
+    """
+    chunk: list[PlannedStep] = []
+    for step in steps:
+        if any(up in blocked for up in step.upstream):
+            blocked.add(step.name)
+            continue
+        chunk.append(step)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _sinks(chunk: list[PlannedStep]) -> list[PlannedStep]:
+    """The steps of a chunk that no other step of the chunk depends on."""
+    needed = {up for step in chunk for up in step.upstream}
+    return [step for step in chunk if step.name not in needed]
 
 
 def _pin_luigi_config() -> None:
@@ -157,7 +195,12 @@ def _pin_luigi_config() -> None:
             "force_multiprocessing": "false",
             "wait_interval": "0.1",
         },
-        "scheduler": {"record_task_history": "false", "retry_count": "0", "retry_delay": "0"},
+        "scheduler": {
+            "record_task_history": "false",
+            "retry_count": "0",
+            "retry_delay": "0",
+            "prune_on_get_work": "false",
+        },
     }
     for section, values in settings.items():
         config.add_section(section)

@@ -55,8 +55,10 @@ def import_object(path: str) -> Any:
 
 def to_data(value: Any) -> Any:
     """A config tree as JSON-compatible data (see the module docstring)."""
+    if isinstance(value, enum.Enum):  # before scalars: a str or int enum is one too
+        return {"_enum_": import_path(type(value)), "value": to_data(value.value)}
     if isinstance(value, _SCALARS):
-        return value
+        return value if type(value) in _SCALARS else _plain(value)
     if isinstance(value, Buildable):
         data: dict[str, Any] = {TARGET: import_path(value.__fn_or_cls__)}
         if isinstance(value, Partial):
@@ -77,13 +79,12 @@ def to_data(value: Any) -> Any:
     if isinstance(value, tuple):
         return {"_tuple_": [to_data(v) for v in value]}
     if isinstance(value, pathlib.PurePath):
-        return os.fspath(value)
-    if isinstance(value, enum.Enum):
-        return {"_enum_": import_path(type(value)), "value": to_data(value.value)}
+        return {"_path_": value.as_posix()}
     if isinstance(value, dict):
         if all(isinstance(k, str) for k in value):
             return {k: to_data(value[k]) for k in sorted(value)}
-        return {"_items_": [[to_data(k), to_data(v)] for k, v in value.items()]}
+        items = [[to_data(k), to_data(v)] for k, v in value.items()]
+        return {"_items_": sorted(items, key=lambda item: canonical_json(item[0]))}  # equal dicts, one form
     if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
         try:
             return {"_import_": import_path(value)}
@@ -92,6 +93,14 @@ def to_data(value: Any) -> Any:
     import dill
 
     return {"_dill_": base64.b64encode(dill.dumps(value, recurse=True)).decode("ascii")}
+
+
+def _plain(value: str | int | float) -> str | int | float:
+    """A subclass of str, int or float (``numpy.float64``) as the plain value, which YAML and TOML can write."""
+    for base in (str, int, float):
+        if isinstance(value, base):
+            return base(value)
+    return value
 
 
 def from_data(data: Any, *, steps: Mapping[str, StepLike] | None = None, path: str = "") -> Any:
@@ -111,16 +120,17 @@ def from_data(data: Any, *, steps: Mapping[str, StepLike] | None = None, path: s
 
 def _buildable_from_data(data: dict[str, Any], steps: Mapping[str, StepLike] | None, path: str) -> Buildable[Any]:
     kind = Partial if data.get(PARTIAL) else Config
-    target = import_object(data[TARGET])
-    arguments = {
-        k: from_data(v, steps=steps, path=f"{path}.{k}" if path else k)
-        for k, v in data.items()
-        if k not in (TARGET, PARTIAL)
-    }
     try:
-        return kind(target, **arguments)
+        cfg = kind(import_object(data[TARGET]))
     except ConfigError as exc:
         raise (exc.at(path) if path else exc) from None
+    if path:  # placed before its arguments are set, so their errors name the whole path
+        object.__setattr__(cfg, "__nf_path__", path)
+    root = path or cfg.__signature__.target_name
+    for k, v in data.items():
+        if k not in (TARGET, PARTIAL):
+            setattr(cfg, k, from_data(v, steps=steps, path=f"{root}.{k}"))
+    return cfg
 
 
 def _step(name: str, steps: Mapping[str, StepLike] | None, path: str) -> StepLike:
@@ -142,7 +152,8 @@ _SPECIAL: dict[str, Callable[[dict[str, Any], Any, str], Any]] = {
     "_tuple_": lambda d, s, p: tuple(from_data(v, steps=s, path=p) for v in d["_tuple_"]),
     "_items_": lambda d, s, p: {from_data(k, steps=s): from_data(v, steps=s) for k, v in d["_items_"]},
     "_import_": lambda d, s, p: import_object(d["_import_"]),
-    "_enum_": lambda d, s, p: import_object(d["_enum_"])(d["value"]),
+    "_enum_": lambda d, s, p: import_object(d["_enum_"])(from_data(d["value"], steps=s, path=p)),
+    "_path_": lambda d, s, p: pathlib.Path(d["_path_"]),
     "_dill_": lambda d, s, p: __import__("dill").loads(base64.b64decode(d["_dill_"])),
     "_script_": lambda d, s, p: Script(**{k: from_data(v, steps=s, path=p) for k, v in d["_script_"].items()}),
 }
@@ -214,7 +225,8 @@ def load(path: str | os.PathLike[str], *, steps: Mapping[str, StepLike] | None =
     try:
         return loads(source.read_text(), fmt, steps=steps)
     except ConfigError as exc:
-        raise exc.at(str(source)) from None
+        where = f"{source}: {exc.path}" if exc.path else str(source)
+        raise ConfigError(exc.message, path=where, hint=exc.hint) from None
     except ValueError as exc:  # JSON/TOML syntax errors carry line numbers in their text
         raise UserError(f"cannot parse: {exc}", where=str(source)) from None
     except Exception as exc:  # yaml.YAMLError
@@ -266,10 +278,7 @@ def python_source(value: Any) -> str:
 def _py(value: Any, imports: set[str], depth: int) -> str:
     pad = "    " * (depth + 1)
     if isinstance(value, Buildable):
-        target = import_path(value.__fn_or_cls__)
-        module, _, qualname = target.partition(":")
-        head = qualname.split(".")[0]
-        imports.add(f"from {module} import {head}")
+        qualname = _py_import(value.__fn_or_cls__, imports)
         kind = "Partial" if isinstance(value, Partial) else "Config"
         args = [f"{pad}{k}={_py(v, imports, depth + 1)}," for k, v in value.__arguments__.items()]
         inner = "\n".join(args)
@@ -281,15 +290,37 @@ def _py(value: Any, imports: set[str], depth: int) -> str:
     if isinstance(value, File):
         return f"nemoflow.File({value.path!r})"
     if isinstance(value, Script):
-        fields = ", ".join(f"{f}={getattr(value, f)!r}" for f in Script._FIELDS if getattr(value, f) is not None)
-        return f"nemoflow.Script({fields})"
+        fields = [
+            f"{f}={_py(getattr(value, f), imports, depth)}" for f in Script._FIELDS if getattr(value, f) is not None
+        ]
+        return f"nemoflow.Script({', '.join(fields)})"
+    if isinstance(value, enum.Enum):
+        return f"{_py_import(type(value), imports)}[{value.name!r}]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({repr(value)!r})"
+    if isinstance(value, _SCALARS):
+        return repr(to_data(value))
+    if isinstance(value, pathlib.PurePath):
+        imports.add("import pathlib")
+        return f"pathlib.Path({value.as_posix()!r})"
     if isinstance(value, list):
         return "[" + ", ".join(_py(v, imports, depth) for v in value) + "]"
     if isinstance(value, tuple):
         return "(" + "".join(_py(v, imports, depth) + ", " for v in value) + ")"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k!r}: {_py(v, imports, depth)}" for k, v in value.items()) + "}"
-    return repr(value)
+        return "{" + ", ".join(f"{_py(k, imports, depth)}: {_py(v, imports, depth)}" for k, v in value.items()) + "}"
+    data = to_data(value)
+    if isinstance(data, dict) and "_import_" in data:
+        return _py_import(value, imports)
+    imports.add("from nemoflow.serialize import from_data")  # dill-only values and step references
+    return f"from_data({data!r})"
+
+
+def _py_import(obj: Any, imports: set[str]) -> str:
+    """The name ``obj`` has in the generated source, its import added to ``imports``."""
+    module, _, qualname = import_path(obj).partition(":")
+    imports.add(f"from {module} import {qualname.split('.')[0]}")
+    return qualname
 
 
 def _load_python(source: pathlib.Path) -> Any:
@@ -301,6 +332,8 @@ def _load_python(source: pathlib.Path) -> Any:
     sys.path.insert(0, str(source.parent))
     try:
         spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise UserError(f"syntax error: {exc.msg}", where=f"{source}:{exc.lineno}") from None
     finally:
         sys.path.remove(str(source.parent))
     if not hasattr(module, "config"):

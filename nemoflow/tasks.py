@@ -1,4 +1,8 @@
-"""The luigi adapter: one ``StepTask`` class whose only significant parameter is the step's key."""
+"""The luigi adapter: one ``StepTask`` class whose only significant parameter is the step's key.
+
+luigi may hand several ready steps to a worker as one batch (``key`` then holds their keys,
+comma-separated): that keeps luigi's per-task cost off each step of a wide DAG.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,11 @@ from typing import ClassVar
 
 import luigi
 
+from nemoflow.errors import StepFailed
 from nemoflow.plan import PlannedStep
 from nemoflow.runner import BuildContext, run_planned_step
+
+_SEP = ","
 
 
 class StepTask(luigi.Task):
@@ -16,15 +23,20 @@ class StepTask(luigi.Task):
     The config lives in the plan, looked up by key; ``step`` is only there for display.
     """
 
-    key: str = luigi.Parameter()
-    step: str = luigi.Parameter(significant=False, default="")
+    key: str = luigi.Parameter(batch_method=_SEP.join)
+    step: str = luigi.Parameter(significant=False, default="", batch_method=_SEP.join)
+    max_batch_size = 64
 
     context: ClassVar[BuildContext | None] = None  # set by the scheduler for the build in progress
 
-    @property
-    def planned(self) -> PlannedStep:
-        ctx = self._context()
-        return ctx.plan.steps[ctx_step_name(ctx, self.key, self.step)]
+    @classmethod
+    def get_params(cls) -> list[tuple[str, luigi.Parameter]]:
+        """luigi's own version walks ``dir(cls)`` on every task instantiation; the answer never changes."""
+        cached = cls.__dict__.get("_nemoflow_params")
+        if cached is None:
+            cached = super().get_params()
+            cls._nemoflow_params = cached
+        return cached
 
     @classmethod
     def _context(cls) -> BuildContext:
@@ -32,29 +44,40 @@ class StepTask(luigi.Task):
             raise RuntimeError("StepTask used outside a nemoflow build")
         return cls.context
 
+    def planned(self) -> list[PlannedStep]:
+        """The step (or, for a batch, the steps) this task stands for."""
+        by_key = self._context().plan.by_key
+        return [by_key[key] for key in self.key.split(_SEP)]
+
     def requires(self) -> list[StepTask]:
-        ctx = self._context()
-        steps = ctx.plan.steps
+        steps = self._context().plan.steps
         return [
             StepTask(key=key, step=name)
-            for name, key in self.planned.upstream.items()
+            for planned in self.planned()
+            for name, key in planned.upstream.items()
             if name in steps and steps[name].runs
         ]
 
     def complete(self) -> bool:
         try:
-            return self._context().is_done(self.planned)
+            ctx = self._context()
+            return all(ctx.is_done(step) for step in self.planned())
         except Exception:  # complete() must never raise
             return False
 
     def run(self) -> None:
-        run_planned_step(self._context(), self.planned)
+        """Build each step; a step that fails stays incomplete, which stops its dependents.
 
-
-def ctx_step_name(ctx: BuildContext, key: str, hint: str) -> str:
-    if hint in ctx.plan.steps and ctx.plan.steps[hint].key == key:
-        return hint
-    for step in ctx.plan.steps.values():
-        if step.key == key:
-            return step.name
-    raise KeyError(key)
+        A batch fails as a whole only when all of its steps failed, so luigi does not mark
+        steps that succeeded as failed.
+        """
+        ctx = self._context()
+        steps = self.planned()
+        failures = []
+        for step in steps:
+            try:
+                run_planned_step(ctx, step)
+            except StepFailed as exc:
+                failures.append(exc)
+        if failures and len(failures) == len(steps):
+            raise failures[0]

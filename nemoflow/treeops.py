@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,14 +49,16 @@ def broadcast(tree: Any, name: str, value: Any) -> int:
     Raises:
         ConfigError: no config in the tree takes ``name``.
     """
-    targets = [
-        node
+    targets = {
+        id(node): node  # a config shared by two places is one config
         for _path, node in walk(tree)
         if isinstance(node, Buildable) and (name in node.__signature__.params or name in node.__arguments__)
-    ]
+    }
     if not targets:
         raise ConfigError(f"no config in the tree takes an argument {name!r}", path=name)
-    for node in targets:
+    for node in targets.values():  # check everywhere first, so a refused value changes nothing
+        setattr(copy.copy(node), name, value)
+    for node in targets.values():
         setattr(node, name, value)
     return len(targets)
 

@@ -153,6 +153,8 @@ def check_value(annotation: Any, value: Any, *, path: str) -> Any:
 
 
 def _check_placeholder(annotation: Any, value: Any, *, path: str) -> None:
+    if annotation is Any:  # reached through Optional[Any] and friends
+        return
     origin = typing.get_origin(annotation)
     if origin is typing.Union or origin is types.UnionType:
         errors = []
@@ -166,13 +168,18 @@ def _check_placeholder(annotation: Any, value: Any, *, path: str) -> None:
     if isinstance(value, StepResult):
         return
     if isinstance(value, (File, StepOutput)):
-        check_value(annotation, "placeholder/path", path=path)  # becomes a path string
+        try:
+            check_value(annotation, "placeholder/path", path=path)  # becomes a path string
+        except ConfigError:
+            raise ConfigError(
+                f"expected {type_name(annotation)}, got {describe_value(value)}, which becomes a path string", path=path
+            ) from None
         return
     if isinstance(value, Deferred):
         produced = value.__fn_or_cls__
         if not value.builds_instance or not inspect.isclass(produced):
             return
-        if isinstance(annotation, type) and not issubclass(produced, annotation):
+        if isinstance(annotation, type) and not _is_subclass(produced, annotation):
             raise ConfigError(
                 f"expected {type_name(annotation)}, got a config that builds {produced.__name__}", path=path
             )
@@ -191,6 +198,13 @@ def _check_placeholder(annotation: Any, value: Any, *, path: str) -> None:
         item = args[1] if len(args) == 2 else Any
         for k, v in value.items():
             check_value(item, v, path=f"{path}.{k}")
+
+
+def _is_subclass(cls: type, annotation: type) -> bool:
+    try:
+        return issubclass(cls, annotation)
+    except TypeError:  # a Protocol that is not runtime-checkable: nothing to check against
+        return True
 
 
 _SEQUENCES = (list, tuple, collections.abc.Sequence)

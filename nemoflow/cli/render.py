@@ -70,17 +70,11 @@ def build_result(result: BuildResult, *, as_json: bool, seconds: float) -> None:
     if not result.ran and not result.failed:
         _out.print(f"[green]up to date[/]: {len(result.skipped)} step(s), nothing to run ({seconds:.2f}s)")
         return
-    table = Table(show_header=True, title_justify="left")
-    table.add_column("step")
-    table.add_column("key", style="dim")
-    table.add_column("outcome")
-    table.add_column("reason")
-    table.add_column("time", justify="right")
-    for o in result.ran:
-        table.add_row(o.name, _short(o.key), "[green]built[/]", o.reason, _seconds(o.seconds))
-    for o in result.failed:
-        table.add_row(o.name, _short(o.key), "[bold red]failed[/]", o.reason, _seconds(o.seconds))
-    _out.print(table)
+    rows = [(o, "[green]built[/]") for o in result.ran] + [(o, "[bold red]failed[/]") for o in result.failed]
+    if len(rows) > MAX_ROWS:  # a big build gets a summary, and its failures below
+        rows = [(o, "[bold red]failed[/]") for o in result.failed[:MAX_ROWS]]
+    if rows:
+        _out.print(_outcome_table(rows))
     for o in result.failed:
         _err.print(f"[bold red]✗ {o.name}[/]: {o.error}")
     verdict = "[bold red]failed[/]" if result.failed else "[green]done[/]"
@@ -88,6 +82,21 @@ def build_result(result: BuildResult, *, as_json: bool, seconds: float) -> None:
         f"{verdict}: {len(result.ran)} built, {len(result.skipped)} up to date, "
         f"{len(result.failed)} failed in {seconds:.2f}s (experiment {result.experiment_id})"
     )
+
+
+MAX_ROWS = 60
+
+
+def _outcome_table(rows: list[tuple[Any, str]]) -> Table:
+    table = Table(show_header=True, title_justify="left")
+    table.add_column("step")
+    table.add_column("key", style="dim")
+    table.add_column("outcome")
+    table.add_column("reason")
+    table.add_column("time", justify="right")
+    for o, outcome in rows:
+        table.add_row(o.name, _short(o.key), outcome, o.reason, _seconds(o.seconds))
+    return table
 
 
 def _seconds(value: float | None) -> str:
