@@ -64,10 +64,11 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 class FileHashCache:
-    """Remembers file hashes by (path, size, mtime_ns, inode), so unchanged files are not re-read.
+    """Remembers file hashes by (path, size, mtime_ns, inode, ctime_ns), so unchanged files are not re-read.
 
     The cache is a plain dict the store persists; a changed stat signature means a re-hash,
-    so content, not mtime, still decides the key.
+    so content, not mtime, still decides the key. The ctime catches an edit whose mtime
+    was put back (``touch -r``, ``cp -p``): nothing but the kernel can set it.
     """
 
     def __init__(self, entries: dict[str, list[Any]] | None = None) -> None:
@@ -76,10 +77,10 @@ class FileHashCache:
 
     def sha256(self, path: str) -> str:
         st = os.stat(path)
-        signature = [st.st_size, st.st_mtime_ns, st.st_ino]
+        signature = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
         known = self.entries.get(path)
-        if known is not None and known[:3] == signature:
-            return str(known[3])
+        if known is not None and known[:-1] == signature:
+            return str(known[-1])
         digest = file_sha256(path)
         self.entries[path] = [*signature, digest]
         self.changed = True

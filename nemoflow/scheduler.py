@@ -7,6 +7,7 @@ import logging
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -127,12 +128,17 @@ def _run_with_luigi(ctx: BuildContext, to_run: list[PlannedStep], jobs: int) -> 
     each chunk's sinks are handed over: luigi finds the rest through ``requires``, stopping
     at steps already complete.
     """
-    import luigi
+    with warnings.catch_warnings():  # luigi warns about its own defaults on import; nemoflow pins them
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import luigi
 
     from nemoflow.tasks import StepTask
 
     _pin_luigi_config()
     StepTask.context = ctx
+    # Batches save luigi's per-task cost where steps are cheap (in-process, one worker); with
+    # several workers, or a subprocess per step, one step per task keeps every worker busy.
+    StepTask.max_batch_size = 64 if ctx.direct and jobs == 1 else 1
     blocked: set[str] = set()  # failed in this build, or downstream of a failure
     try:
         for chunk in _chunks(to_run, blocked, size=max(CHUNK, 4 * jobs)):

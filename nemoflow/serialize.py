@@ -78,6 +78,9 @@ def to_data(value: Any) -> Any:
         return [to_data(v) for v in value]
     if isinstance(value, tuple):
         return {"_tuple_": [to_data(v) for v in value]}
+    if isinstance(value, (set, frozenset)):  # sorted: a set's own order changes with the hash seed
+        tag = "_set_" if isinstance(value, set) else "_frozenset_"
+        return {tag: sorted((to_data(v) for v in value), key=canonical_json)}
     if isinstance(value, pathlib.PurePath):
         return {"_path_": value.as_posix()}
     if isinstance(value, dict):
@@ -150,6 +153,8 @@ _SPECIAL: dict[str, Callable[[dict[str, Any], Any, str], Any]] = {
     "_output_": lambda d, s, p: StepOutput(_step(d["_output_"], s, p), d["path"]),
     "_result_": lambda d, s, p: StepResult(_step(d["_result_"], s, p)),
     "_tuple_": lambda d, s, p: tuple(from_data(v, steps=s, path=p) for v in d["_tuple_"]),
+    "_set_": lambda d, s, p: {from_data(v, steps=s, path=p) for v in d["_set_"]},
+    "_frozenset_": lambda d, s, p: frozenset(from_data(v, steps=s, path=p) for v in d["_frozenset_"]),
     "_items_": lambda d, s, p: {from_data(k, steps=s): from_data(v, steps=s) for k, v in d["_items_"]},
     "_import_": lambda d, s, p: import_object(d["_import_"]),
     "_enum_": lambda d, s, p: import_object(d["_enum_"])(from_data(d["value"], steps=s, path=p)),

@@ -25,7 +25,7 @@ class StepTask(luigi.Task):
 
     key: str = luigi.Parameter(batch_method=_SEP.join)
     step: str = luigi.Parameter(significant=False, default="", batch_method=_SEP.join)
-    max_batch_size = 64
+    max_batch_size = 1  # the scheduler raises it when batches pay off
 
     context: ClassVar[BuildContext | None] = None  # set by the scheduler for the build in progress
 

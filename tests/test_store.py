@@ -1,0 +1,85 @@
+"""The store: a target exists only once published with its manifest, by one rename."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nemoflow.store import MANIFEST, Store
+
+KEY = "a" * 64
+
+
+def _workspace(store: Store, text: str = "weights") -> Path:
+    workspace = store.new_workspace("train", KEY)
+    (workspace / "model.bin").write_text(text)
+    (workspace / "sub").mkdir()
+    (workspace / "sub" / "notes.txt").write_text("n")
+    return workspace
+
+
+def test_an_unpublished_workspace_is_not_a_target(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    _workspace(store)
+    assert not store.is_complete("train", KEY)
+    assert store.latest_manifest("train") is None
+
+
+def test_publish_moves_the_folder_into_place_with_a_manifest(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    workspace = _workspace(store)
+    manifest = store.publish(workspace, step="train", key=KEY, record={"run_id": "r1"})
+    assert not workspace.exists()
+    assert store.is_complete("train", KEY)
+    assert {f["path"] for f in manifest["files"]} == {"model.bin", "sub/notes.txt"}
+    assert store.read_manifest("train", KEY) == manifest
+    assert store.verify("train", KEY) == []
+
+
+def test_a_second_publisher_of_the_same_key_keeps_the_first(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.publish(_workspace(store, "first"), step="train", key=KEY, record={"run_id": "r1"})
+    late = _workspace(store, "second")
+    manifest = store.publish(late, step="train", key=KEY, record={"run_id": "r2"})
+    assert manifest["run_id"] == "r1"
+    assert (store.target_dir("train", KEY) / "model.bin").read_text() == "first"
+    assert not late.exists()
+
+
+def test_forced_publish_replaces_the_target(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.publish(_workspace(store, "first"), step="train", key=KEY, record={"run_id": "r1"})
+    store.publish(_workspace(store, "second"), step="train", key=KEY, record={"run_id": "r2"}, replace=True)
+    assert (store.target_dir("train", KEY) / "model.bin").read_text() == "second"
+    assert store.read_manifest("train", KEY)["run_id"] == "r2"
+
+
+def test_verify_reports_changed_and_missing_files(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.publish(_workspace(store), step="train", key=KEY, record={})
+    folder = store.target_dir("train", KEY)
+    (folder / "model.bin").write_text("tampered")
+    (folder / "sub" / "notes.txt").unlink()
+    found = {m.path: m.actual for m in store.verify("train", KEY)}
+    assert set(found) == {"model.bin", "sub/notes.txt"}
+    assert found["sub/notes.txt"] is None
+
+
+def test_locate_finds_the_target_of_a_nested_file(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.publish(_workspace(store), step="train", key=KEY, record={})
+    folder, manifest = store.locate(store.target_dir("train", KEY) / "sub" / "notes.txt")
+    assert folder == store.target_dir("train", KEY) and manifest["key"] == KEY
+    with pytest.raises(FileNotFoundError):
+        store.locate(tmp_path)
+
+
+def test_failed_attempts_are_kept_aside_with_their_log(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    workspace = _workspace(store)
+    (workspace / "nemoflow.log").write_text("Traceback ...")
+    kept = store.keep_failed(workspace, step="train", key=KEY, run_id="r9")
+    assert (kept / "nemoflow.log").read_text() == "Traceback ..."
+    assert not (kept / MANIFEST).exists()
+    assert not store.is_complete("train", KEY)
