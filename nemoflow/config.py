@@ -50,7 +50,10 @@ class Buildable(Deferred, Generic[T]):
         arguments = self.__arguments__
         if name in arguments:
             return arguments[name]
-        param = self._param(name)
+        try:
+            param = self._param(name)
+        except ConfigError as exc:  # hasattr() and getattr(cfg, name, default) expect an AttributeError
+            raise AttributeError(str(exc)) from None
         if param.required:
             raise AttributeError(f"{_join(self.__nf_path__, name)} has not been set")
         return param.default

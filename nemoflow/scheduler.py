@@ -73,6 +73,7 @@ def run_plan(plan: Plan, *, jobs: int = 1, direct: bool = False, tail_logs: bool
     if not to_run:
         return BuildResult(skipped=skipped)
     started = time.time()
+    plan.store.sweep_workspaces()
     experiment_id = new_experiment_id(plan.experiment.name)
     environment_id = _record_build(plan, experiment_id, to_run)
     ctx = BuildContext(

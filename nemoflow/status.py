@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass
 from typing import Any
 
 from nemoflow.ledger import Ledger
 from nemoflow.plan import Plan
+from nemoflow.store import pid_alive
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,7 @@ def plan_status(plan: Plan, ledger: Ledger | None) -> list[StepStatus]:
 
 
 def _alive(run: dict[str, Any]) -> bool:
-    """Is the process that started this run still there (on this host)?"""
+    """Is the process that started this run still there? (Runs of other hosts: cannot tell, yes.)"""
     if run.get("host") != socket.gethostname() or not run.get("pid"):
-        return True  # cannot tell from here
-    try:
-        os.kill(run["pid"], 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
         return True
-    return True
+    return pid_alive(run["pid"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -111,10 +112,29 @@ class Store:
 
     # ---- writing ----------------------------------------------------------------------------
     def new_workspace(self, step: str, key: str) -> Path:
-        """A fresh private folder for one attempt at building ``step``/``key``."""
-        workspace = self.root / ".tmp" / f"{step}.{key[:16]}.{uuid.uuid4().hex[:8]}"
+        """A fresh private folder for one attempt at building ``step``/``key``.
+
+        Its name ends in ``<host>.<pid>.<random>`` so that :meth:`sweep_workspaces` can tell
+        the leftovers of killed builds from the folders of builds still running.
+        """
+        owner = f"{socket.gethostname()}.{os.getpid()}"
+        workspace = self.root / ".tmp" / f"{step}.{key[:16]}.{owner}.{uuid.uuid4().hex[:8]}"
         workspace.mkdir(parents=True)
         return workspace
+
+    def sweep_workspaces(self) -> int:
+        """Remove workspaces left by builds of this host that no longer run; returns how many."""
+        folder = self.root / ".tmp"
+        if not folder.is_dir():
+            return 0
+        host = socket.gethostname()
+        removed = 0
+        for entry in os.scandir(folder):
+            parts = entry.name.rsplit(".", 3)
+            if len(parts) == 4 and parts[1] == host and parts[2].isdigit() and not pid_alive(int(parts[2])):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+        return removed
 
     def publish(
         self, workspace: Path, *, step: str, key: str, record: dict[str, Any], replace: bool = False
@@ -194,6 +214,17 @@ def _outputs(workspace: Path) -> list[str]:
             if rel not in META_FILES:
                 found.append(rel)
     return found
+
+
+def pid_alive(pid: int) -> bool:
+    """Is process ``pid`` (on this host) still there?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def load_result_from(folder: Path) -> Any:

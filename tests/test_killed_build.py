@@ -77,6 +77,7 @@ def test_kill_9_mid_step_then_rebuild(tmp_path: Path) -> None:
     assert names(result["skipped"]) == {"a"}
     out = next((tmp_path / "targets" / "b").glob("*/out.txt"))
     assert out.read_text() == "slow after a"
+    assert not list((tmp_path / "targets" / ".tmp").iterdir()), "the next build sweeps the killed build's workspace"
 
 
 def _wait_gone(pid: int) -> None:
