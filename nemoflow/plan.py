@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nemoflow.config import Buildable, Config, Partial, Script, missing_arguments
+from nemoflow.config import Buildable, Config, Script, missing_arguments
 from nemoflow.errors import ConfigError, PipelineError, did_you_mean
 from nemoflow.experiment import Experiment, Step
 from nemoflow.hashing import FileHashCache, code_fingerprint, file_sha256, sha256_text, step_key
@@ -36,6 +36,9 @@ class Reason(enum.StrEnum):
         return self.value
 
 
+_UP_TO_DATE = Reason.UP_TO_DATE  # looked up once: enum member access is slow on hot paths
+
+
 @dataclass
 class PlannedStep:
     """A step with its key, what the key was made of, and why it runs (or not)."""
@@ -53,7 +56,7 @@ class PlannedStep:
 
     @property
     def runs(self) -> bool:
-        return self.reason is not Reason.UP_TO_DATE
+        return self.reason is not _UP_TO_DATE
 
 
 @dataclass
@@ -102,7 +105,8 @@ def make_plan(
     """
     root = Path(workdir or os.getcwd()).absolute()
     steps = _apply_plugins(exp)
-    edges = {name: _upstream_names(exp, step) for name, step in steps.items()}
+    scans = {name: _scan(exp, step) for name, step in steps.items()}
+    edges = {name: scan.upstream for name, scan in scans.items()}
     order = _topological(edges)
     wanted = _ancestors(edges, _known(exp, until, "--until")) if until else None
     forced = set(_known(exp, force, "--force"))
@@ -111,12 +115,12 @@ def make_plan(
     for name in order:
         if wanted is not None and name not in wanted:
             continue
-        step = steps[name]
         upstream = {up: plan.steps[up].key for up in sorted(edges[name])}
-        planned = _plan_step(step, upstream, root, cache, salt)
+        planned = _plan_step(steps[name], scans[name], upstream, root, cache, salt)
         planned.reason = _reason(planned, store, forced)
         plan.steps[name] = planned
-    store.save_file_hash_cache(cache) if store.root.exists() else None
+    if store.root.exists():
+        store.save_file_hash_cache(cache)
     return plan
 
 
@@ -134,22 +138,49 @@ def _apply_plugins(exp: Experiment) -> dict[str, Step]:
     return steps
 
 
-def _upstream_names(exp: Experiment, step: Step) -> set[str]:
-    names = set(step.dependencies)
+@dataclass
+class _Scan:
+    """What one walk over a step's task finds."""
+
+    upstream: set[str]
+    files: list[tuple[str, str]]  # (path as written, config path)
+    targets: set[Any]
+
+
+def _scan(exp: Experiment, step: Step) -> _Scan:
+    """Walk a step's task once: its step references, input files and config targets.
+
+    Raises:
+        PipelineError: a reference to a foreign or unknown step, or a config (or the step's
+            own partial) with a required argument unset.
+    """
+    found = _Scan(set(step.dependencies), [], set())
     for path, node in walk(step.task, step.name):
         if isinstance(node, (StepOutput, StepResult)):
-            ref_step = node.step
-            if getattr(ref_step, "experiment", None) is not exp:
-                owner = getattr(getattr(ref_step, "experiment", None), "name", "?")
-                raise PipelineError(
-                    f"refers to step {ref_step.name!r} of experiment {owner!r}, not of {exp.name!r}",
-                    where=path,
-                    hint="add that step to this experiment, or pass its output file as a nemoflow.File",
-                )
-            if ref_step.name not in exp.steps:
-                raise PipelineError(f"refers to step {ref_step.name!r}, which is not in the experiment", where=path)
-            names.add(ref_step.name)
-    return names
+            found.upstream.add(_own_step(exp, node, path))
+        elif isinstance(node, File):
+            found.files.append((node.path, path))
+        elif isinstance(node, Buildable):
+            if isinstance(node, Config) or node is step.task:
+                missing = missing_arguments(node)
+                if missing:
+                    raise PipelineError(f"missing required argument(s): {', '.join(missing)}", where=path)
+            found.targets.add(node.__fn_or_cls__)
+    return found
+
+
+def _own_step(exp: Experiment, ref: StepOutput | StepResult, path: str) -> str:
+    ref_step = ref.step
+    owner = getattr(ref_step, "experiment", None)
+    if owner is not exp:
+        raise PipelineError(
+            f"refers to step {ref_step.name!r} of experiment {getattr(owner, 'name', '?')!r}, not of {exp.name!r}",
+            where=path,
+            hint="add that step to this experiment, or pass its output file as a nemoflow.File",
+        )
+    if ref_step.name not in exp.steps:
+        raise PipelineError(f"refers to step {ref_step.name!r}, which is not in the experiment", where=path)
+    return ref_step.name
 
 
 def _topological(edges: dict[str, set[str]]) -> list[str]:
@@ -207,18 +238,11 @@ def _ancestors(edges: dict[str, set[str]], roots: list[str]) -> set[str]:
     return found
 
 
-def _plan_step(step: Step, upstream: dict[str, str], root: Path, cache: FileHashCache, salt: str) -> PlannedStep:
+def _plan_step(
+    step: Step, scan: _Scan, upstream: dict[str, str], root: Path, cache: FileHashCache, salt: str
+) -> PlannedStep:
     task = step.task
-    files: dict[str, str] = {}
-    targets: set[Any] = set()
-    for path, node in walk(task, step.name):
-        if isinstance(node, File):
-            files[node.path] = _hash_input(node.path, root, cache, where=path)
-        elif isinstance(node, Buildable):
-            missing = missing_arguments(node) if not isinstance(node, Partial) else []
-            if missing and node is task and isinstance(node, Config):
-                raise PipelineError(f"missing required argument(s): {', '.join(missing)}", where=path)
-            targets.add(node.__fn_or_cls__)
+    files = {written: _hash_input(written, root, cache, where=where) for written, where in scan.files}
     try:
         config = to_data(task)
     except ConfigError as exc:
@@ -226,13 +250,20 @@ def _plan_step(step: Step, upstream: dict[str, str], root: Path, cache: FileHash
             exc.message, where=f"{step.name}: {exc.path}" if exc.path else step.name, hint=exc.hint
         ) from None
     if isinstance(task, Script):
-        kind, code = _script_identity(task, root, cache, step.name)
+        kind, code = _script_identity(task, root, step.name)
     else:
         kind = import_path(task.__fn_or_cls__)
-        prints = sorted(f"{import_path(t)}={code_fingerprint(t)}" for t in targets)
-        code = sha256_text("\n".join(prints)) if len(prints) > 1 else code_fingerprint(task.__fn_or_cls__)
+        code = _code_of(task.__fn_or_cls__, scan.targets)
     key = step_key(name=step.name, kind=kind, config=config, code=code, upstream=upstream, files=files, salt=salt)
     return PlannedStep(step.name, key, kind, task, config, code, upstream, files, step.executor)
+
+
+def _code_of(target: Any, targets: set[Any]) -> str:
+    """The step's code fingerprint: its target's source, and that of every config target it uses."""
+    if len(targets) <= 1:
+        return code_fingerprint(target)
+    prints = sorted(f"{import_path(t)}={code_fingerprint(t)}" for t in targets)
+    return sha256_text("\n".join(prints))
 
 
 def _hash_input(path: str, root: Path, cache: FileHashCache, *, where: str) -> str:
@@ -245,7 +276,7 @@ def _hash_input(path: str, root: Path, cache: FileHashCache, *, where: str) -> s
         raise PipelineError(f"input {path!r} is a folder; nemoflow.File names one file", where=where) from None
 
 
-def _script_identity(script: Script, root: Path, cache: FileHashCache, where: str) -> tuple[str, str]:
+def _script_identity(script: Script, root: Path, where: str) -> tuple[str, str]:
     if script.inline is not None:
         code = sha256_text(script.inline)
     else:

@@ -11,14 +11,19 @@ import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from nemoflow.errors import BuildFailed
 from nemoflow.experiment import Experiment
-from nemoflow.ledger import Ledger
 from nemoflow.plan import Plan, PlannedStep, make_plan
-from nemoflow.provenance import capture_environment, git_state
 from nemoflow.results import BuildResult, StepOutcome
-from nemoflow.runner import BuildContext
 from nemoflow.store import Store
+
+if TYPE_CHECKING:
+    from nemoflow.runner import BuildContext
+
+# The ledger, the runner and luigi are imported only once something must run: an up-to-date
+# build is keys and stats, nothing else.
 
 STORE_ENV = "NEMOFLOW_STORE"
 LEDGER_NAME = "ledger.db"
@@ -72,6 +77,8 @@ def run_plan(plan: Plan, *, jobs: int = 1, direct: bool = False, tail_logs: bool
     skipped = [StepOutcome(s.name, s.key, s.reason.value) for s in plan if not s.runs]
     if not to_run:
         return BuildResult(skipped=skipped)
+    from nemoflow.runner import BuildContext
+
     started = time.time()
     plan.store.sweep_workspaces()
     experiment_id = new_experiment_id(plan.experiment.name)
@@ -91,6 +98,9 @@ def run_plan(plan: Plan, *, jobs: int = 1, direct: bool = False, tail_logs: bool
 
 
 def _record_build(plan: Plan, experiment_id: str, to_run: list[PlannedStep]) -> str:
+    from nemoflow.ledger import Ledger
+    from nemoflow.provenance import capture_environment, git_state
+
     exp = plan.experiment
     ledger = Ledger(ledger_path(plan.store))
     try:
@@ -219,6 +229,8 @@ def _pin_luigi_config() -> None:
 
 
 def _collect(ctx: BuildContext, to_run: list[PlannedStep], skipped: list[StepOutcome]) -> BuildResult:
+    from nemoflow.ledger import Ledger
+
     ledger = Ledger(ctx.ledger_path)
     try:
         runs = {row["step"]: row for row in ledger.runs_in(ctx.experiment_id)}

@@ -37,7 +37,7 @@ ALLOWED_UPWARD = {("experiment", "scheduler")}
 THIRD_PARTY_HOMES = {
     "luigi": {"tasks", "scheduler"},
     "rich": {"cli/render"},
-    "rich_argparse": {"cli/render"},
+    "rich_argparse": {"cli/main"},  # help formatting only
     "sqlite_utils": {"ledger"},
     "fabric": {"executors/tunnels"},
 }

@@ -12,10 +12,13 @@ from typing import Any
 from nemoflow.errors import NemoflowError, UserError
 
 
-def _parser() -> argparse.ArgumentParser:
-    from nemoflow.cli.render import help_formatter
+def _parser(*, rich_help: bool = True) -> argparse.ArgumentParser:
+    """The argument parser; rich help formatting is loaded only when help will be shown."""
+    formatter: type = argparse.HelpFormatter
+    if rich_help:
+        from rich_argparse import RichHelpFormatter
 
-    formatter = help_formatter()
+        formatter = RichHelpFormatter
     parser = argparse.ArgumentParser(
         prog="nemoflow",
         description="Content-addressed DAG builds for ML experiments: build only what changed, record where everything came from.",
@@ -142,7 +145,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nemoflow`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(rich_help=not argv or "-h" in argv or "--help" in argv).parse_args(argv)
     if args.debug:
         os.environ["NEMOFLOW_DEBUG"] = "1"
     handler: Callable[[argparse.Namespace], int] = args.handler

@@ -8,14 +8,18 @@ import os
 import sys
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
-from nemoflow.audit import AuditReport
 from nemoflow.errors import BuildFailed, NemoflowError, UserError
-from nemoflow.plan import Plan
-from nemoflow.results import BuildResult
-from nemoflow.status import StepStatus
+
+if TYPE_CHECKING:
+    from nemoflow.audit import AuditReport
+    from nemoflow.plan import Plan
+    from nemoflow.results import BuildResult
+    from nemoflow.status import StepStatus
 
 _out = Console(highlight=False)
 _err = Console(stderr=True, highlight=False)
@@ -28,12 +32,6 @@ _REASON_STYLE = {
     "output missing": "green",
 }
 _STATE_STYLE = {"done": "green", "pending": "yellow", "failed": "bold red", "running": "cyan", "interrupted": "red"}
-
-
-def help_formatter() -> type:
-    from rich_argparse import RichHelpFormatter
-
-    return RichHelpFormatter
 
 
 def _json(data: Any) -> None:
