@@ -10,7 +10,6 @@ import uuid
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from nemoflow.errors import BuildFailed
