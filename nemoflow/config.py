@@ -31,7 +31,7 @@ class Buildable(Deferred, Generic[T]):
         if isinstance(fn_or_cls, Buildable) or not callable(fn_or_cls):
             raise ConfigError(f"a config target must be a function or class, got {describe_value(fn_or_cls)}")
         signature = signature_of(fn_or_cls)
-        shadowing = signature.params.keys() & set(dir(type(self)))  # build, and anything else a config has
+        shadowing = signature.params.keys() & _own_names(type(self))  # build, and anything else a config has
         if shadowing:
             raise ConfigError(
                 f"{signature.target_name} has a parameter named {sorted(shadowing)[0]!r}, which is a config method",
@@ -122,6 +122,16 @@ class Partial(Buildable[T]):
     """Builds to ``functools.partial(target, **arguments)``."""
 
     builds_instance = False
+
+
+@functools.cache
+def _own_names(cls: type) -> frozenset[str]:
+    return frozenset(dir(cls))
+
+
+def place(cfg: Any, path: str) -> None:
+    """Name a config tree's place (a step name, say), so its errors read ``step.model.size``."""
+    _adopt(cfg, path)
 
 
 def _adopt(value: Any, path: str, old: str | None = None) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nemoflow.config import Buildable, Script
+from nemoflow.config import Buildable, Script, place
 from nemoflow.errors import ConfigError, PipelineError, UserError, did_you_mean
 from nemoflow.refs import StepOutput, StepResult
 
@@ -109,7 +109,7 @@ class Experiment:
         for dep in dependencies:
             self._check_own(dep, f"{step_name}: dependencies")
         if isinstance(task, Buildable) and not task.__nf_path__:
-            object.__setattr__(task, "__nf_path__", step_name)
+            place(task, step_name)
         self.steps[step_name] = Step(step_name, task, executor, [d.name for d in dependencies], list(plugins))
         return StepHandle(self, step_name)
 

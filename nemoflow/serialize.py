@@ -84,7 +84,7 @@ def to_data(value: Any) -> Any:
     if isinstance(value, pathlib.PurePath):
         return {"_path_": value.as_posix()}
     if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value):
+        if all(isinstance(k, str) for k in value) and not value.keys() & _TAGS:
             return {k: to_data(value[k]) for k in sorted(value)}
         items = [[to_data(k), to_data(v)] for k, v in value.items()]
         return {"_items_": sorted(items, key=lambda item: canonical_json(item[0]))}  # equal dicts, one form
@@ -162,6 +162,7 @@ _SPECIAL: dict[str, Callable[[dict[str, Any], Any, str], Any]] = {
     "_dill_": lambda d, s, p: __import__("dill").loads(base64.b64decode(d["_dill_"])),
     "_script_": lambda d, s, p: Script(**{k: from_data(v, steps=s, path=p) for k, v in d["_script_"].items()}),
 }
+_TAGS = frozenset({TARGET, PARTIAL, "_none_", "_float_", *_SPECIAL})  # a user dict with one is written as _items_
 
 
 def canonical_json(data: Any) -> str:
