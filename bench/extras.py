@@ -1,0 +1,95 @@
+"""Figures beside the matrix: start-up time, import time, per-step cost of subprocess isolation."""
+
+from __future__ import annotations
+
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.procs import run_measured
+from bench.suite import WORK_DIR, OverBudget, log, run_phases
+from bench.tools import Nemoflow, ToolError, clean_env
+
+
+def time_command(command: list[str], repeats: int, label: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Minimum and median wall time of ``command`` over ``repeats`` runs (or the error it gave)."""
+    times = []
+    workdir = WORK_DIR / "startup"
+    for _ in range(repeats):
+        measured = run_measured(command, workdir, timeout=timeout, env=clean_env(), label=label)
+        if measured.timed_out or measured.returncode != 0:
+            lines = (measured.stderr.strip() or measured.stdout.strip() or "no output").splitlines()
+            reason = "timed out" if measured.timed_out else f"exit {measured.returncode}"
+            return {"command": shlex.join(command), "error": f"{reason}: {lines[-1]}"}
+        times.append(measured.seconds)
+    return {"command": shlex.join(command), "min": min(times), "median": statistics.median(times), "repeats": repeats}
+
+
+def startup_times(repeats: int = 7) -> dict[str, dict[str, Any]]:
+    """``nemoflow --help``, ``python -c "import nemoflow"`` and, for scale, a bare interpreter."""
+    exe = Path(sys.executable).with_name("nemoflow")
+    help_command = [str(exe), "--help"] if exe.exists() else [sys.executable, "-m", "nemoflow.cli.main", "--help"]
+    return {
+        "nemoflow --help": time_command(help_command, repeats, "help"),
+        "import nemoflow": time_command([sys.executable, "-c", "import nemoflow"], repeats, "import"),
+        "python (bare)": time_command([sys.executable, "-c", "pass"], repeats, "bare"),
+    }
+
+
+def isolation_overhead(n: int, runs: int, budget: float) -> dict[str, Any]:
+    """Cold W(n) with steps in-process (--direct) and in a subprocess each; the cost per step."""
+    found: dict[str, Any] = {"n": n, "runs": runs}
+    for label, direct in (("direct", True), ("subprocess", False)):
+        tool = Nemoflow("nemoflow", direct=direct)
+        times = []
+        for run in range(1, runs + 1):
+            try:
+                samples, _ = run_phases(tool, n, run, budget, WORK_DIR / "overhead" / label / str(n), ("cold",))
+            except (OverBudget, ToolError, OSError) as exc:
+                log(f"[overhead N={n}] {label}: {exc}")
+                found[label] = {"error": str(exc)}
+                return found
+            if samples[0].ran != n + 1 or not samples[0].report_ok:
+                found[label] = {"error": f"ran {samples[0].ran} of {n + 1} steps, report ok: {samples[0].report_ok}"}
+                return found
+            times.append(samples[0].seconds)
+            log(f"[overhead N={n} run {run}/{runs}] nemoflow {label:10} cold {samples[0].seconds:8.3f} s")
+        found[label] = {"min": min(times), "median": statistics.median(times)}
+    steps = n + 1
+    found["per_step_ms"] = (found["subprocess"]["median"] - found["direct"]["median"]) / steps * 1000
+    found["per_step_ms_min"] = (found["subprocess"]["min"] - found["direct"]["min"]) / steps * 1000
+    return found
+
+
+HEAVY_MODULES = ("luigi", "sqlite_utils", "sqlite3", "pydantic", "numpy", "rich", "dill", "yaml")
+
+
+def noop_imports(n: int, budget: float) -> dict[str, Any]:
+    """Which heavy modules a no-op nemoflow build imports (``PYTHONPROFILEIMPORTTIME``)."""
+    tool = Nemoflow("nemoflow", direct=True)
+    workdir = WORK_DIR / "imports" / str(n)
+    try:
+        run_phases(tool, n, 1, budget, workdir, ("cold",))
+    except (OverBudget, ToolError, OSError) as exc:
+        return {"n": n, "error": str(exc)}
+    env = {**tool.env(), "PYTHONPROFILEIMPORTTIME": "1"}
+    measured = run_measured(
+        tool.command(workdir), workdir, timeout=budget, env=env, log_dir=workdir / ".logs", label="noop-imports"
+    )
+    if measured.returncode != 0 or measured.timed_out:
+        return {"n": n, "error": f"no-op build exited {measured.returncode}"}
+    modules = set()
+    for line in measured.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "package":  # the header line
+                modules.add(name)
+    tops = {m.split(".")[0] for m in modules}
+    return {
+        "n": n,
+        "modules": len(modules),
+        "watched": list(HEAVY_MODULES),
+        "heavy": [m for m in HEAVY_MODULES if m in tops],
+    }
