@@ -150,6 +150,7 @@ def _run_with_luigi(ctx: BuildContext, to_run: list[PlannedStep], jobs: int) -> 
     # several workers, or a subprocess per step, one step per task keeps every worker busy.
     StepTask.max_batch_size = 64 if ctx.direct and jobs == 1 else 1
     blocked: set[str] = set()  # failed in this build, or downstream of a failure
+    luigi_log = _luigi_log_handler(luigi_log_path(ctx.store, ctx.experiment_id))
     try:
         for chunk in _chunks(to_run, blocked, size=max(CHUNK, 4 * jobs)):
             sinks = _sinks(chunk)
@@ -163,12 +164,28 @@ def _run_with_luigi(ctx: BuildContext, to_run: list[PlannedStep], jobs: int) -> 
             blocked.update(s.name for s in chunk if not ctx.is_done(s))
     finally:
         StepTask.context = None
+        logging.getLogger("luigi-interface").removeHandler(luigi_log)
+        luigi_log.close()
         if ctx._ledger is not None:
             ctx._ledger.close()
             ctx._ledger = None
 
 
 CHUNK = 100
+
+
+def luigi_log_path(store: Store, experiment_id: str) -> Path:
+    """Where luigi's own warnings and errors of one build go (the terminal stays quiet)."""
+    return store.root / ".logs" / f"{experiment_id}.luigi.log"
+
+
+def _luigi_log_handler(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, delay=True)  # the file appears only if luigi complains
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("luigi-interface").addHandler(handler)
+    return handler
 
 
 def _chunks(steps: list[PlannedStep], blocked: set[str], *, size: int) -> Iterator[list[PlannedStep]]:
@@ -222,9 +239,11 @@ def _pin_luigi_config() -> None:
         config.add_section(section)
         for option, value in values.items():
             config.set(section, option, value)
-    level = logging.DEBUG if os.environ.get("NEMOFLOW_DEBUG") else logging.CRITICAL
+    debug = bool(os.environ.get("NEMOFLOW_DEBUG"))
     for name in ("luigi", "luigi-interface", "luigi.scheduler"):
-        logging.getLogger(name).setLevel(level)
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+        logger.propagate = debug  # its warnings go to the build's luigi log, not the terminal
 
 
 def _collect(ctx: BuildContext, to_run: list[PlannedStep], skipped: list[StepOutcome]) -> BuildResult:
@@ -253,6 +272,11 @@ def _collect(ctx: BuildContext, to_run: list[PlannedStep], skipped: list[StepOut
             )
         else:
             blockers = [up for up in step.upstream if up in failed_names]
-            error = f"not run: upstream {', '.join(blockers)} failed" if blockers else "not run"
+            log = luigi_log_path(ctx.store, ctx.experiment_id)
+            error = (
+                f"not run: upstream {', '.join(blockers)} failed"
+                if blockers
+                else f"not run: luigi did not hand it out (see {log})"
+            )
             result.failed.append(StepOutcome(step.name, step.key, step.reason.value, error=error))
     return result

@@ -162,7 +162,7 @@ class Store:
             "result": next((r for r in (RESULT_JSON, RESULT_PICKLE) if r in files), None),
             "published": time.time(),
         }
-        (workspace / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        (workspace / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
         final = self.target_dir(step, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         if replace and final.exists():

@@ -18,8 +18,8 @@ def nemoflow(
     *args: str, cwd: Path, check: bool = False, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m nemoflow.cli`` (the real command line) in ``cwd``."""
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    full_env.pop("NEMOFLOW_STORE", None) if env is None or "NEMOFLOW_STORE" not in env else None
+    full_env = {k: v for k, v in os.environ.items() if k != "NEMOFLOW_STORE"}  # tests name their store
+    full_env.update({"COLUMNS": "200", **(env or {})})
     proc = subprocess.run(
         [sys.executable, "-m", "nemoflow.cli", *args],
         cwd=cwd,

@@ -69,6 +69,16 @@ def _parser(*, rich_help: bool = True) -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="print the chain as JSON")
     _store_option(audit)
     audit.set_defaults(handler=cmd_audit)
+    diff = sub.add_parser(
+        "diff",
+        help="the differences between two config files",
+        formatter_class=formatter,
+        description="Compare two configs (YAML, TOML, JSON or Python files) value by value.",
+    )
+    diff.add_argument("old", help="a config file")
+    diff.add_argument("new", help="another config file")
+    diff.add_argument("--json", action="store_true", help="print the changes as JSON")
+    diff.set_defaults(handler=cmd_diff)
     return parser
 
 
@@ -141,6 +151,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     report = audit(args.subject, store=store, ledger=_ledger(store))
     render.audit(report, as_json=args.json)
     return 0 if report.ok else 1
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from nemoflow.cli import render
+    from nemoflow.serialize import load
+    from nemoflow.treeops import diff
+
+    changes = diff(load(args.old), load(args.new))
+    render.diff(changes, as_json=args.json)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -182,6 +182,25 @@ def _link_data(link: Any) -> dict[str, Any]:
     }
 
 
+def diff(changes: list[Any], *, as_json: bool) -> None:
+    """``nemoflow diff``: one row per changed path."""
+    if as_json:
+        _json([{"path": c.path, "kind": c.kind, "old": c.old, "new": c.new} for c in changes])
+        return
+    if not changes:
+        _out.print("[green]no differences[/]")
+        return
+    table = Table(title=f"{len(changes)} difference(s)", title_justify="left")
+    for column in ("path", "change", "old", "new"):
+        table.add_column(column, overflow="fold")
+    style = {"added": "green", "removed": "red", "changed": "yellow"}
+    for c in changes:
+        old = "" if c.kind == "added" else json.dumps(c.old)
+        new = "" if c.kind == "removed" else json.dumps(c.new)
+        table.add_row(c.path, f"[{style[c.kind]}]{c.kind}[/]", old, new)
+    _out.print(table)
+
+
 def error(exc: NemoflowError) -> None:
     """A user-facing error: one message, no traceback."""
     if isinstance(exc, BuildFailed):
