@@ -168,12 +168,10 @@ def _check_placeholder(annotation: Any, value: Any, *, path: str) -> None:
     if isinstance(value, StepResult):
         return
     if isinstance(value, (File, StepOutput)):
-        try:
-            check_value(annotation, "placeholder/path", path=path)  # becomes a path string
-        except ConfigError:
+        if not _accepts_path(annotation):
             raise ConfigError(
                 f"expected {type_name(annotation)}, got {describe_value(value)}, which becomes a path string", path=path
-            ) from None
+            )
         return
     if isinstance(value, Deferred):
         produced = value.__fn_or_cls__
@@ -198,6 +196,23 @@ def _check_placeholder(annotation: Any, value: Any, *, path: str) -> None:
         item = args[1] if len(args) == 2 else Any
         for k, v in value.items():
             check_value(item, v, path=f"{path}.{k}")
+
+
+def _accepts_path(annotation: Any) -> bool:
+    """Does ``annotation`` admit the path string a File or step output becomes at run time?"""
+    try:
+        return _accepts_path_cached(annotation)
+    except TypeError:  # an unhashable annotation (Annotated with a dict, say)
+        return _accepts_path_cached.__wrapped__(annotation)
+
+
+@functools.cache
+def _accepts_path_cached(annotation: Any) -> bool:
+    try:
+        check_value(annotation, "placeholder/path", path="")
+    except ConfigError:
+        return False
+    return True
 
 
 def _is_subclass(cls: type, annotation: type) -> bool:
