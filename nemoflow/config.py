@@ -7,10 +7,12 @@ and on every assignment.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import functools
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from nemoflow.errors import ConfigError, describe_value
@@ -18,6 +20,21 @@ from nemoflow.refs import File, StepOutput, StepResult
 from nemoflow.validation import Deferred, check_value, signature_of, target_name
 
 T = TypeVar("T")
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("nemoflow_trusted_values", default=False)
+
+
+@contextlib.contextmanager
+def trusted_values() -> Iterator[None]:
+    """Skip value checks while rebuilding configs that were checked when they were written.
+
+    A step's subprocess uses it for the config its build already validated: it then needs
+    no pydantic at all, which keeps a step's start-up short.
+    """
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
 
 
 def _join(prefix: str, name: str) -> str:
@@ -64,7 +81,8 @@ class Buildable(Deferred, Generic[T]):
             return
         param = self._param(name)
         path = _join(self.__nf_path__ or self.__signature__.target_name, name)
-        value = check_value(param.annotation, value, path=path)
+        if not _TRUSTED.get():
+            value = check_value(param.annotation, value, path=path)
         _adopt(value, path)
         self.__arguments__[name] = value
 

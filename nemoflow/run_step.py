@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nemoflow.config import Partial, build
+from nemoflow.config import Partial, build, trusted_values
 from nemoflow.refs import File, StepOutput, StepResult
 from nemoflow.store import METRICS, RESULT_JSON, RESULT_PICKLE, load_result_from
 
@@ -108,10 +108,31 @@ def execute_job(job: dict[str, Any]) -> Any:
 
         import_pipeline_module(Path(pipeline["file"]))
     steps = {name: _Named(name) for name in job["upstream_dirs"]}
-    task = from_data(job["task"], steps=steps)
+    with trusted_values():  # checked by the build that wrote the job
+        task = from_data(job["task"], steps=steps)
     return execute_task(
         task, output=Path(job["output_dir"]), upstream_dirs=job["upstream_dirs"], workdir=job["workdir"]
     )
+
+
+PARENT_PID_ENV = "NEMOFLOW_PARENT_PID"
+
+
+def _die_with_parent() -> None:
+    """A step outlives no build: if the build dies (even by SIGKILL), so does this process."""
+    parent = os.environ.get(PARENT_PID_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except OSError:
+        return
+    if os.getppid() != int(parent):  # the build died before we asked to follow it
+        os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m nemoflow.run_step JOB.json", file=sys.stderr)
         return 2
+    _die_with_parent()
     job = json.loads(Path(args[0]).read_text())
     os.environ[OUTPUT_DIR_ENV] = job["output_dir"]
     try:

@@ -22,7 +22,7 @@ from nemoflow.executors.local import LocalExecutor
 from nemoflow.ledger import Ledger
 from nemoflow.plan import Plan, PlannedStep
 from nemoflow.refs import File, StepOutput
-from nemoflow.run_step import OUTPUT_DIR_ENV, execute_task, make_resolver
+from nemoflow.run_step import OUTPUT_DIR_ENV, PARENT_PID_ENV, execute_task, make_resolver
 from nemoflow.serialize import to_data
 from nemoflow.store import JOB, LOG, Store
 
@@ -153,7 +153,8 @@ def _run_with_executor(ctx: BuildContext, step: PlannedStep, workspace: Path, ex
         command, env = _script_command(ctx, step)
     else:
         (workspace / JOB).write_text(json.dumps(job_spec(ctx, step, workspace), indent=1))
-        command, env = [sys.executable, "-m", "nemoflow.run_step", str(workspace / JOB)], {}
+        command = [sys.executable, "-m", "nemoflow.run_step", str(workspace / JOB)]
+        env = {PARENT_PID_ENV: str(os.getpid())}
     job = Job(
         step.name,
         step.key,
@@ -163,6 +164,7 @@ def _run_with_executor(ctx: BuildContext, step: PlannedStep, workspace: Path, ex
         str(ctx.plan.workdir),
         env={**env, OUTPUT_DIR_ENV: str(workspace)},
         tail_logs=ctx.tail_logs,
+        follows_parent=PARENT_PID_ENV in env,
     )
     try:
         handle = executor.submit(job)

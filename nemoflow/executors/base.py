@@ -34,6 +34,7 @@ class Job:
     cwd: str
     env: dict[str, str] = field(default_factory=dict)
     tail_logs: bool = False
+    follows_parent: bool = False  # the command ends itself when the build dies (nemoflow.run_step does)
 
 
 @dataclass

@@ -42,7 +42,9 @@ class LocalExecutor(Executor):
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                # A Python step follows its build by itself (run_step); only other commands need
+                # preexec_fn, which costs a slow fork of the whole build process.
+                preexec_fn=None if job.follows_parent else _die_with_parent,
             )
         except OSError as exc:
             log.close()
