@@ -7,7 +7,7 @@ import enum
 import functools
 import os
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from nemoflow.hashing import FileHashCache, code_fingerprint, file_sha256, sha25
 from nemoflow.refs import File, StepOutput, StepResult
 from nemoflow.serialize import import_path, to_data
 from nemoflow.store import Store
-from nemoflow.treeops import walk
+from nemoflow.treeops import nodes, path_of
 
 
 class Reason(enum.StrEnum):
@@ -143,7 +143,7 @@ class _Scan:
     """What one walk over a step's task finds."""
 
     upstream: set[str]
-    files: list[tuple[str, str]]  # (path as written, config path)
+    files: list[tuple[str, File]]  # (path as written, the File, to locate it in an error)
     targets: set[Any]
 
 
@@ -155,31 +155,32 @@ def _scan(exp: Experiment, step: Step) -> _Scan:
             own partial) with a required argument unset.
     """
     found = _Scan(set(step.dependencies), [], set())
-    for path, node in walk(step.task, step.name):
+    for node in nodes(step.task):  # paths are worked out only for an error
         if isinstance(node, (StepOutput, StepResult)):
-            found.upstream.add(_own_step(exp, node, path))
+            found.upstream.add(_own_step(exp, node, lambda n=node: path_of(step.task, n, step.name)))
         elif isinstance(node, File):
-            found.files.append((node.path, path))
+            found.files.append((node.path, node))
         elif isinstance(node, Buildable):
             if isinstance(node, Config) or node is step.task:
                 missing = missing_arguments(node)
                 if missing:
-                    raise PipelineError(f"missing required argument(s): {', '.join(missing)}", where=path)
+                    where = path_of(step.task, node, step.name)
+                    raise PipelineError(f"missing required argument(s): {', '.join(missing)}", where=where)
             found.targets.add(node.__fn_or_cls__)
     return found
 
 
-def _own_step(exp: Experiment, ref: StepOutput | StepResult, path: str) -> str:
+def _own_step(exp: Experiment, ref: StepOutput | StepResult, where: Callable[[], str]) -> str:
     ref_step = ref.step
     owner = getattr(ref_step, "experiment", None)
     if owner is not exp:
         raise PipelineError(
             f"refers to step {ref_step.name!r} of experiment {getattr(owner, 'name', '?')!r}, not of {exp.name!r}",
-            where=path,
+            where=where(),
             hint="add that step to this experiment, or pass its output file as a nemoflow.File",
         )
     if ref_step.name not in exp.steps:
-        raise PipelineError(f"refers to step {ref_step.name!r}, which is not in the experiment", where=path)
+        raise PipelineError(f"refers to step {ref_step.name!r}, which is not in the experiment", where=where())
     return ref_step.name
 
 
@@ -242,7 +243,10 @@ def _plan_step(
     step: Step, scan: _Scan, upstream: dict[str, str], root: Path, cache: FileHashCache, salt: str
 ) -> PlannedStep:
     task = step.task
-    files = {written: _hash_input(written, root, cache, where=where) for written, where in scan.files}
+    files = {
+        written: _hash_input(written, root, cache, where=lambda f=file: path_of(task, f, step.name))
+        for written, file in scan.files
+    }
     try:
         config = to_data(task)
     except ConfigError as exc:
@@ -266,14 +270,14 @@ def _code_of(target: Any, targets: set[Any]) -> str:
     return sha256_text("\n".join(prints))
 
 
-def _hash_input(path: str, root: Path, cache: FileHashCache, *, where: str) -> str:
-    full = Path(path) if os.path.isabs(path) else root / path
+def _hash_input(path: str, root: Path, cache: FileHashCache, *, where: Callable[[], str]) -> str:
+    full = path if os.path.isabs(path) else os.path.join(root, path)
     try:
-        return cache.sha256(str(full))
+        return cache.sha256(full)
     except FileNotFoundError:
-        raise PipelineError(f"input file {path!r} not found (looked for {full})", where=where) from None
+        raise PipelineError(f"input file {path!r} not found (looked for {full})", where=where()) from None
     except IsADirectoryError:
-        raise PipelineError(f"input {path!r} is a folder; nemoflow.File names one file", where=where) from None
+        raise PipelineError(f"input {path!r} is a folder; nemoflow.File names one file", where=where()) from None
 
 
 def _script_identity(script: Script, root: Path, where: str) -> tuple[str, str]:

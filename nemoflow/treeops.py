@@ -40,6 +40,27 @@ def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         stack.extend(reversed(list(children(node, node_path))))
 
 
+def nodes(value: Any) -> Iterator[Any]:
+    """Every node of a config tree, like :func:`walk` but without building paths (a hot path)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, Buildable):
+            stack.extend(node.__arguments__.values())
+        elif isinstance(node, Script):
+            stack.extend(node.args)
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+
+
+def path_of(tree: Any, target: Any, root: str = "") -> str:
+    """The dotted path of ``target`` (by identity) in ``tree``, for error messages."""
+    return next((path for path, node in walk(tree, root) if node is target), root)
+
+
 def broadcast(tree: Any, name: str, value: Any) -> int:
     """Set argument ``name`` on every config in ``tree`` whose target takes it.
 
