@@ -105,7 +105,11 @@ def status(name: str, rows: list[StepStatus], *, as_json: bool) -> None:
         _json([r.as_dict() for r in rows])
         return
     done = sum(r.state == "done" for r in rows)
-    table = Table(title=f"{name}: {done} of {len(rows)} steps up to date", title_justify="left")
+    title = f"{name}: {done} of {len(rows)} steps up to date"
+    if len(rows) > MAX_ROWS:  # a big pipeline: what is not done, and a count of the rest
+        rows = [r for r in rows if r.state != "done"][:MAX_ROWS]
+        title += f" (showing {len(rows)} not done; --json lists all)"
+    table = Table(title=title, title_justify="left")
     for column in ("step", "key", "state", "last run", "time"):
         table.add_column(column, no_wrap=True)
     table.add_column("output", overflow="fold")
