@@ -24,6 +24,8 @@ LAYERS = [
     "ledger",
     "audit",
     "status",
+    "dag",
+    "gc",
     "run_step",
     "executors",
     "runner",

@@ -27,6 +27,13 @@ def _parser(*, rich_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nemoflow {_version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and luigi's own log")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_build, _add_status, _add_audit, _add_diff, _add_dag, _add_gc, _add_completion):
+        add(sub, formatter)
+    return parser
+
+
+def _add_build(sub: Any, formatter: type) -> None:
+    from nemoflow.cli.completion import step_names
 
     build = sub.add_parser(
         "build",
@@ -40,16 +47,20 @@ def _parser(*, rich_help: bool = True) -> argparse.ArgumentParser:
     build.add_argument(
         "-j", "--jobs", type=int, default=1, metavar="N", help="run up to N independent steps at once (default: 1)"
     )
-    build.add_argument("--force", nargs="+", default=[], metavar="STEP", help="rebuild these steps even if up to date")
+    build.add_argument(
+        "--force", nargs="+", default=[], metavar="STEP", help="rebuild these steps even if up to date"
+    ).completer = step_names
     build.add_argument(
         "--until", nargs="+", default=[], metavar="STEP", help="build only these steps and what they need"
-    )
+    ).completer = step_names
     build.add_argument("--direct", action="store_true", help="run Python steps inside the build process (no isolation)")
     build.add_argument("--tail-logs", action="store_true", help="stream each step's output while it runs")
     build.add_argument("--salt", default="", help="a version string mixed into every key (default: none)")
     _store_option(build)
     build.set_defaults(handler=cmd_build)
 
+
+def _add_status(sub: Any, formatter: type) -> None:
     status = sub.add_parser(
         "status", help="show each step's state, key, last run and output", formatter_class=formatter
     )
@@ -58,6 +69,8 @@ def _parser(*, rich_help: bool = True) -> argparse.ArgumentParser:
     _store_option(status)
     status.set_defaults(handler=cmd_status)
 
+
+def _add_audit(sub: Any, formatter: type) -> None:
     audit = sub.add_parser(
         "audit",
         help="provenance chain of a file or key, every hash verified",
@@ -69,6 +82,9 @@ def _parser(*, rich_help: bool = True) -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="print the chain as JSON")
     _store_option(audit)
     audit.set_defaults(handler=cmd_audit)
+
+
+def _add_diff(sub: Any, formatter: type) -> None:
     diff = sub.add_parser(
         "diff",
         help="the differences between two config files",
@@ -79,7 +95,46 @@ def _parser(*, rich_help: bool = True) -> argparse.ArgumentParser:
     diff.add_argument("new", help="another config file")
     diff.add_argument("--json", action="store_true", help="print the changes as JSON")
     diff.set_defaults(handler=cmd_diff)
-    return parser
+
+
+def _add_dag(sub: Any, formatter: type) -> None:
+    dag = sub.add_parser("dag", help="the pipeline's DAG as text, Mermaid or Graphviz dot", formatter_class=formatter)
+    dag.add_argument("pipeline", help="pipeline file")
+    dag.add_argument("--format", choices=("text", "mermaid", "dot"), default="text", help="output format (default: text)")
+    dag.add_argument("--png", metavar="FILE", default=None, help="render the DAG to a PNG (needs Graphviz's dot)")
+    _store_option(dag)
+    dag.set_defaults(handler=cmd_dag)
+
+
+def _add_gc(sub: Any, formatter: type) -> None:
+    gc = sub.add_parser(
+        "gc",
+        help="remove targets no current pipeline reaches",
+        formatter_class=formatter,
+        description="Remove every target of the store that none of the given pipelines names (at its current "
+        "key), failed attempts' folders, and leftovers of killed builds. The ledger keeps the history.",
+    )
+    gc.add_argument("pipelines", nargs="+", metavar="PIPELINE", help="pipeline files whose targets stay")
+    gc.add_argument("-n", "--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    gc.add_argument("--keep-failed", action="store_true", help="keep failed attempts' folders (their logs)")
+    gc.add_argument("--json", action="store_true", help="print what was removed as JSON")
+    _store_option(gc)
+    gc.set_defaults(handler=cmd_gc)
+
+
+def _add_completion(sub: Any, formatter: type) -> None:
+    from nemoflow.cli.completion import SHELLS
+
+    completion = sub.add_parser(
+        "completion",
+        help="shell completion for bash or zsh",
+        formatter_class=formatter,
+        description='Print the completion script (eval "$(nemoflow completion bash)"), or --install it in your '
+        "shell's rc file. Completes subcommands, options, step names and config keys.",
+    )
+    completion.add_argument("shell", nargs="?", choices=SHELLS, default=None, help="bash or zsh (default: $SHELL)")
+    completion.add_argument("--install", action="store_true", help="add it to ~/.bashrc or ~/.zshrc")
+    completion.set_defaults(handler=cmd_completion)
 
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
@@ -163,10 +218,59 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dag(args: argparse.Namespace) -> int:
+    import shutil
+    import subprocess
+
+    from nemoflow.dag import render as render_dag
+    from nemoflow.experiment import load_pipeline
+    from nemoflow.plan import make_plan
+
+    plan = make_plan(load_pipeline(args.pipeline), _store(args))
+    if args.png:
+        dot = shutil.which("dot")
+        if dot is None:
+            raise UserError("--png needs Graphviz's `dot`", hint="install graphviz (apt-get install graphviz)")
+        subprocess.run([dot, "-Tpng", "-o", args.png], input=render_dag(plan, "dot"), text=True, check=True)
+        print(args.png)
+        return 0
+    sys.stdout.write(render_dag(plan, args.format))
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from nemoflow.cli import render
+    from nemoflow.experiment import load_pipeline
+    from nemoflow.gc import collect
+    from nemoflow.plan import make_plan
+
+    store = _store(args)
+    plans = [make_plan(load_pipeline(path), store) for path in args.pipelines]
+    render.collected(collect(store, plans, dry_run=args.dry_run, keep_failed=args.keep_failed),
+                     dry_run=args.dry_run, as_json=args.json)
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from nemoflow.cli.completion import default_shell, install, shellcode
+
+    shell = args.shell or default_shell()
+    if args.install:
+        rc = install(shell)
+        print(f"completion for {shell} added to {rc}; open a new shell to use it")
+        return 0
+    sys.stdout.write(shellcode(shell))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nemoflow`` command; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser(rich_help=not argv or "-h" in argv or "--help" in argv).parse_args(argv)
+    parser = _parser(rich_help=not argv or "-h" in argv or "--help" in argv)
+    from nemoflow.cli.completion import autocomplete
+
+    autocomplete(parser)  # answers the shell and exits, when the shell is asking
+    args = parser.parse_args(argv)
     if args.debug:
         os.environ["NEMOFLOW_DEBUG"] = "1"
     handler: Callable[[argparse.Namespace], int] = args.handler

@@ -186,6 +186,19 @@ def _link_data(link: Any) -> dict[str, Any]:
     }
 
 
+def collected(found: Any, *, dry_run: bool, as_json: bool) -> None:
+    """``nemoflow gc``: what was (or would be) removed."""
+    paths = [str(p) for p in [*found.targets, *found.housekeeping]]
+    if as_json:
+        _json({"dry_run": dry_run, "removed": paths, "bytes": found.bytes})
+        return
+    verb = "would remove" if dry_run else "removed"
+    for path in paths:
+        _out.print(f"  {verb} {_relative(path)}")
+    _out.print(f"{verb} {len(found.targets)} target(s) and {len(found.housekeeping)} housekeeping folder(s), "
+               f"{found.bytes / 1e6:.1f} MB")
+
+
 def diff(changes: list[Any], *, as_json: bool) -> None:
     """``nemoflow diff``: one row per changed path."""
     if as_json:
