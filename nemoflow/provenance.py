@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import platform
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from nemoflow.hashing import sha256_text
 
@@ -25,7 +28,40 @@ class Environment:
     packages: dict[str, str]
 
 
-def capture_environment() -> Environment:
+def capture_environment(cache: Path | None = None) -> Environment:
+    """The environment of this process, read from ``cache`` while no package folder changed.
+
+    Listing the installed distributions costs tens of milliseconds, so it is redone only
+    when a ``sys.path`` folder's modification time moves (an install or uninstall does that).
+    """
+    stamp = _path_stamp()
+    if cache is not None:
+        try:
+            saved = json.loads(cache.read_text())
+            if saved.get("stamp") == stamp:
+                return Environment(**saved["environment"])
+        except (FileNotFoundError, ValueError, TypeError, KeyError):
+            pass
+    env = _scan_environment()
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"stamp": stamp, "environment": dataclasses.asdict(env)}))
+        os.replace(tmp, cache)
+    return env
+
+
+def _path_stamp() -> list[list[Any]]:
+    stamp = []
+    for entry in sys.path:
+        try:
+            stamp.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            continue
+    return [[sys.executable, 0], *stamp]
+
+
+def _scan_environment() -> Environment:
     packages = {}
     for dist in metadata.distributions():
         name = dist.metadata.get("Name")

@@ -119,7 +119,7 @@ def _record_build(plan: Plan, experiment_id: str, to_run: list[PlannedStep]) -> 
                 "created": time.time(),
             }
         )
-        env = capture_environment()
+        env = capture_environment(plan.store.root / ".cache" / "environment.json")
         ledger.record_environment(env)
         ledger.record_steps(
             {"key": s.key, "name": s.name, "kind": s.kind, "config": s.config, "code": s.code, "upstream": s.upstream}
