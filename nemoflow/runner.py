@@ -54,7 +54,8 @@ class BuildContext:
         return self._ledger
 
     def upstream_dirs(self, step: PlannedStep) -> dict[str, str]:
-        return {name: str(self.store.target_dir(name, key)) for name, key in step.upstream.items()}
+        root = str(self.store.root)  # os.path, not pathlib: this runs for every step
+        return {name: os.path.join(root, name, key) for name, key in step.upstream.items()}
 
     def is_done(self, step: PlannedStep) -> bool:
         """Complete for this build: published, and after the build began when it was forced."""

@@ -131,36 +131,30 @@ def _record_build(plan: Plan, experiment_id: str, to_run: list[PlannedStep]) -> 
 
 
 def _run_with_luigi(ctx: BuildContext, to_run: list[PlannedStep], jobs: int) -> None:
-    """Hand the steps to luigi in topological chunks.
+    """Hand the steps to luigi in topological chunks, one ``luigi.build`` per chunk.
 
     luigi's scheduler scans every pending task on each hand-out, which is quadratic in the
-    number of tasks it holds; giving it a bounded chunk at a time keeps a build linear. Only
-    each chunk's sinks are handed over: luigi finds the rest through ``requires``, stopping
-    at steps already complete.
+    number of tasks it holds; a bounded chunk at a time keeps a build linear. Only each
+    chunk's sinks are handed over: luigi finds the rest through ``requires``, stopping at
+    steps already complete.
     """
     with warnings.catch_warnings():  # luigi warns about its own defaults on import; nemoflow pins them
         warnings.simplefilter("ignore", DeprecationWarning)
         import luigi
 
-    from nemoflow.tasks import StepTask
+    from nemoflow.tasks import StepTask, group_task, task_for
 
     _pin_luigi_config()
     StepTask.context = ctx
-    # Batches save luigi's per-task cost where steps are cheap (in-process, one worker); with
-    # several workers, or a subprocess per step, one step per task keeps every worker busy.
-    StepTask.max_batch_size = 64 if ctx.direct and jobs == 1 else 1
+    # In-process steps on one worker are cheap: luigi gets one task per chunk, which runs the
+    # chunk's steps in order. Otherwise every step is its own task, so workers share them.
+    grouped = ctx.direct and jobs == 1
     blocked: set[str] = set()  # failed in this build, or downstream of a failure
     luigi_log = _luigi_log_handler(luigi_log_path(ctx.store, ctx.experiment_id))
     try:
-        for chunk in _chunks(to_run, blocked, size=max(CHUNK, 4 * jobs)):
-            sinks = _sinks(chunk)
-            luigi.build(
-                [StepTask(key=s.key, step=s.name) for s in sinks],
-                local_scheduler=True,
-                workers=max(1, jobs),
-                detailed_summary=True,
-                no_lock=True,
-            )
+        for chunk in _chunks(to_run, blocked, size=GROUP if grouped else max(CHUNK, 4 * jobs)):
+            tasks = [group_task(chunk)] if grouped else [task_for(s.key, s.name) for s in _sinks(chunk)]
+            luigi.build(tasks, local_scheduler=True, workers=max(1, jobs), detailed_summary=True, no_lock=True)
             blocked.update(s.name for s in chunk if not ctx.is_done(s))
     finally:
         StepTask.context = None
@@ -171,7 +165,8 @@ def _run_with_luigi(ctx: BuildContext, to_run: list[PlannedStep], jobs: int) -> 
             ctx._ledger = None
 
 
-CHUNK = 100
+CHUNK = 100  # steps per luigi.build when each step is a task: luigi's hand-out scans them all
+GROUP = 1000  # steps per luigi.build (and per task) when a chunk is one task
 
 
 def luigi_log_path(store: Store, experiment_id: str) -> Path:

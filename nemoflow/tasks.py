@@ -1,11 +1,13 @@
 """The luigi adapter: one ``StepTask`` class whose only significant parameter is the step's key.
 
-luigi may hand several ready steps to a worker as one batch (``key`` then holds their keys,
-comma-separated): that keeps luigi's per-task cost off each step of a wide DAG.
+A task may also stand for a group of steps (``key`` then holds their keys, comma-separated, in
+plan order): in-process builds hand luigi one task per chunk of steps, which keeps luigi's
+per-task cost off each step.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import luigi
@@ -23,9 +25,8 @@ class StepTask(luigi.Task):
     The config lives in the plan, looked up by key; ``step`` is only there for display.
     """
 
-    key: str = luigi.Parameter(batch_method=_SEP.join)
-    step: str = luigi.Parameter(significant=False, default="", batch_method=_SEP.join)
-    max_batch_size = 1  # the scheduler raises it when batches pay off
+    key: str = luigi.Parameter()
+    step: str = luigi.Parameter(significant=False, default="")
 
     context: ClassVar[BuildContext | None] = None  # set by the scheduler for the build in progress
 
@@ -45,17 +46,19 @@ class StepTask(luigi.Task):
         return cls.context
 
     def planned(self) -> list[PlannedStep]:
-        """The step (or, for a batch, the steps) this task stands for."""
+        """The step (or, for a group, the steps in plan order) this task stands for."""
         by_key = self._context().plan.by_key
         return [by_key[key] for key in self.key.split(_SEP)]
 
     def requires(self) -> list[StepTask]:
+        """The upstream steps that this build runs too, outside this task's own group."""
         steps = self._context().plan.steps
+        own = set(self.key.split(_SEP))
         return [
-            StepTask(key=key, step=name)
+            task_for(key, name)
             for planned in self.planned()
             for name, key in planned.upstream.items()
-            if name in steps and steps[name].runs
+            if key not in own and name in steps and steps[name].runs
         ]
 
     def complete(self) -> bool:
@@ -66,18 +69,32 @@ class StepTask(luigi.Task):
             return False
 
     def run(self) -> None:
-        """Build each step; a step that fails stays incomplete, which stops its dependents.
+        """Build each step in order; a step whose upstream failed in this group is not run.
 
-        A batch fails as a whole only when all of its steps failed, so luigi does not mark
-        steps that succeeded as failed.
+        Raises:
+            StepFailed: a step failed (for a group: the first failure, after the rest ran).
         """
         ctx = self._context()
-        steps = self.planned()
-        failures = []
-        for step in steps:
+        failed: dict[str, StepFailed] = {}
+        for step in self.planned():
+            if any(up in failed for up in step.upstream):
+                failed[step.name] = StepFailed(step.name, "upstream failed")
+                continue
             try:
                 run_planned_step(ctx, step)
             except StepFailed as exc:
-                failures.append(exc)
-        if failures and len(failures) == len(steps):
-            raise failures[0]
+                failed[step.name] = exc
+        if failed:
+            raise next(iter(failed.values()))
+
+
+@functools.cache
+def task_for(key: str, step: str) -> StepTask:
+    """The StepTask of a step, made once: luigi's own instance cache still normalises every parameter."""
+    return StepTask(key=key, step=step)
+
+
+def group_task(steps: list[PlannedStep]) -> StepTask:
+    """One task that builds ``steps`` (in plan order) in one go."""
+    label = steps[0].name if len(steps) == 1 else f"{steps[0].name}..{steps[-1].name} ({len(steps)} steps)"
+    return task_for(_SEP.join(s.key for s in steps), label)
