@@ -30,7 +30,7 @@ def time_command(command: list[str], repeats: int, label: str, timeout: float = 
 def startup_times(repeats: int = 7) -> dict[str, dict[str, Any]]:
     """``nemoflow --help``, ``python -c "import nemoflow"`` and, for scale, a bare interpreter."""
     exe = Path(sys.executable).with_name("nemoflow")
-    help_command = [str(exe), "--help"] if exe.exists() else [sys.executable, "-m", "nemoflow.cli.main", "--help"]
+    help_command = [str(exe), "--help"] if exe.exists() else [sys.executable, "-m", "nemoflow.cli", "--help"]
     return {
         "nemoflow --help": time_command(help_command, repeats, "help"),
         "import nemoflow": time_command([sys.executable, "-c", "import nemoflow"], repeats, "import"),

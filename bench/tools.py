@@ -73,7 +73,7 @@ class Tool:
 def nemoflow_command(pipeline: Path, *, direct: bool) -> list[str]:
     """The one place that decides how nemoflow is invoked: its CLI."""
     exe = Path(sys.executable).with_name("nemoflow")
-    launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "nemoflow.cli.main"]
+    launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "nemoflow.cli"]
     return [*launcher, "build", str(pipeline), "--json", *(["--direct"] if direct else [])]
 
 

@@ -1,1 +1,31 @@
-"""The ``nemoflow`` command line."""
+"""The ``nemoflow`` command line, and NeMo Run's script CLI.
+
+``@nemoflow.cli.entrypoint`` marks a function, ``@nemoflow.cli.factory`` registers a config
+factory, and ``nemoflow.cli.main(fn)`` runs ``fn`` on ``sys.argv``. The ``nemoflow`` command
+itself lives in ``nemoflow.cli.app``. Names load lazily, so ``import nemoflow.cli`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "main": "nemoflow.cli.entrypoints",
+    "entrypoint": "nemoflow.cli.entrypoints",
+    "factory": "nemoflow.cli.entrypoints",
+    "run_entrypoint": "nemoflow.cli.entrypoints",
+    "apply_overrides": "nemoflow.cli.overrides",
+    "apply_to_experiment": "nemoflow.cli.overrides",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nemoflow.cli' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

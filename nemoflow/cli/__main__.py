@@ -1,5 +1,5 @@
 import sys
 
-from nemoflow.cli.main import main
+from nemoflow.cli.app import main
 
 sys.exit(main())

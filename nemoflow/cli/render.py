@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nemoflow.errors import BuildFailed, NemoflowError, UserError
@@ -224,4 +225,54 @@ def error(exc: NemoflowError) -> None:
         _err.print(f"[bold red]build failed[/]: {exc}")
         return
     label = "error" if isinstance(exc, UserError) else type(exc).__name__
-    _err.print(f"[bold red]{label}[/]: {exc}", markup=True, soft_wrap=True)
+    _err.print(f"[bold red]{label}[/]: {escape(str(exc))}", markup=True, soft_wrap=True)  # [a,b] is not markup
+
+
+# ---- script entrypoints (nemoflow.cli.entrypoints) ---------------------------------------------
+
+
+def entrypoint_help(
+    name: str, doc: str, rows: list[tuple[str, str, str]], options: list[tuple[str, str]], overrides: str
+) -> None:
+    """``python train.py --help``: the function's parameters with types and defaults, and the options."""
+    _out.print(f"[bold]usage[/]: {escape(name)} [OVERRIDES...] [OPTIONS]")
+    if doc.strip():
+        _out.print(escape(doc.strip()), highlight=False)
+    table = Table(title="parameters", title_justify="left")
+    for column in ("name", "type", "default"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    _out.print(table)
+    options_table = Table(title="options", title_justify="left", show_header=False)
+    options_table.add_column("option", no_wrap=True)
+    options_table.add_column("meaning")
+    for option, meaning in options:
+        options_table.add_row(escape(option), escape(meaning))
+    _out.print(options_table)
+    _out.print(f"[bold]overrides[/]: {escape(overrides)}")
+
+
+def resolved_config(text: str, defaults: list[tuple[str, str]]) -> None:
+    """The config a script entrypoint would run (YAML), and the parameters left at their defaults."""
+    _out.print("[bold]config[/]", highlight=False)
+    _out.print(text.rstrip(), markup=False, highlight=False)
+    if defaults:
+        _out.print("[bold]defaults[/] (not set)")
+        for path, value in defaults:
+            _out.print(f"  {path} = {value}", markup=False, highlight=False)
+
+
+def result_value(value: Any) -> None:
+    """A step's return value, as the last line on stdout (JSON when it can be)."""
+    try:
+        text = value if isinstance(value, str) else json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def note(message: str) -> None:
+    """A one-line remark on stderr."""
+    _err.print(message, markup=False, highlight=False, soft_wrap=True)

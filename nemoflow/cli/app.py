@@ -42,6 +42,12 @@ def _add_build(sub: Any, formatter: type) -> None:
         description="Build a pipeline file's experiment; steps whose target exists are skipped.",
     )
     build.add_argument("pipeline", help="pipeline file (defines an Experiment or pipeline())")
+    build.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="OVERRIDE",
+        help="change step configs before building: STEP.key=value, *.key=value (every step), +=, -=, *=, /=",
+    )
     build.add_argument("-n", "--dry-run", action="store_true", help="show which steps would run, and why; run nothing")
     build.add_argument("--json", action="store_true", help="print one JSON object (ran / skipped / failed) last")
     build.add_argument(
@@ -172,6 +178,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     exp = load_pipeline(args.pipeline)
+    if args.overrides:
+        from nemoflow.cli.overrides import apply_to_experiment
+
+        apply_to_experiment(exp, args.overrides)
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     plan = make_plan(exp, _store(args), force=args.force, until=args.until, salt=args.salt)
