@@ -21,6 +21,7 @@ _EXPORTS = {
     "walk": "nemoflow.treeops",
     "broadcast": "nemoflow.treeops",
     "diff": "nemoflow.treeops",
+    "sweep": "nemoflow.sweeps",
     "Experiment": "nemoflow.experiment",
     "Plugin": "nemoflow.experiment",
     "load_pipeline": "nemoflow.experiment",
@@ -31,6 +32,7 @@ _EXPORTS = {
     "output_dir": "nemoflow.run_step",
     "log_metrics": "nemoflow.run_step",
     "build_experiment": "nemoflow.scheduler",
+    "run": "nemoflow.api",
     "LocalExecutor": "nemoflow.executors.local",
     "Executor": "nemoflow.executors.base",
     "Store": "nemoflow.store",
@@ -60,6 +62,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from nemoflow.api import run
     from nemoflow.audit import audit
     from nemoflow.config import Config, Partial, Script, build, config, partial
     from nemoflow.errors import BuildFailed, ConfigError, PipelineError, StepFailed, UserError
@@ -73,4 +76,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from nemoflow.run_step import log_metrics, output_dir
     from nemoflow.scheduler import build_experiment
     from nemoflow.store import Store
+    from nemoflow.sweeps import sweep
     from nemoflow.treeops import broadcast, diff, walk

@@ -45,6 +45,7 @@ class Buildable(Deferred, Generic[T]):
     """A target (function or class) with some of its arguments set."""
 
     def __init__(self, fn_or_cls: Callable[..., T], /, **kwargs: Any) -> None:
+        fn_or_cls = getattr(fn_or_cls, "__nemoflow_target__", fn_or_cls)  # a function bound to an executor
         if isinstance(fn_or_cls, Buildable) or not callable(fn_or_cls):
             raise ConfigError(f"a config target must be a function or class, got {describe_value(fn_or_cls)}")
         signature = signature_of(fn_or_cls)
@@ -289,14 +290,28 @@ def missing_arguments(cfg: Buildable[Any]) -> list[str]:
     return [p.name for p in cfg.__signature__.params.values() if p.required and p.name not in cfg.__arguments__]
 
 
-def partial(fn: Callable[..., T]) -> Callable[..., T]:
-    """Decorate a step function: ``fn.partial(**kw)`` and ``fn.config(**kw)`` make its configs.
+def partial(fn: Callable[..., T] | None = None, /, *, executor: Any = None) -> Any:
+    """Decorate a step function: ``fn.partial(**kw)`` and ``fn.config(**kw)`` make its configs, and
+    ``fn.with_executor(executor)`` is the function run through the engine on that executor.
 
-    The function itself is returned (still callable and importable by name).
+    Bare (``@nemoflow.partial``), the function itself is returned (still callable and importable
+    by name). With an executor (``@nemoflow.partial(executor=ex)``), calling the decorated name
+    runs the function as a one-step experiment (keyed, cached, ledgered) and returns its value.
     """
-    fn.partial = lambda **kwargs: Partial(fn, **kwargs)  # type: ignore[attr-defined]
-    fn.config = lambda **kwargs: Config(fn, **kwargs)  # type: ignore[attr-defined]
-    return fn
+
+    def decorate(fn: Callable[..., T]) -> Any:
+        fn.partial = lambda **kwargs: Partial(fn, **kwargs)  # type: ignore[attr-defined]
+        fn.config = lambda **kwargs: Config(fn, **kwargs)  # type: ignore[attr-defined]
+        fn.with_executor = lambda executor: _engine_function(fn, executor)  # type: ignore[attr-defined]
+        return fn if executor is None else _engine_function(fn, executor)
+
+    return decorate if fn is None else decorate(fn)
+
+
+def _engine_function(fn: Callable[..., Any], executor: Any) -> Any:
+    from nemoflow.api import EngineFunction  # the engine sits far below configs: imported when asked for
+
+    return EngineFunction(fn, executor)
 
 
 config = partial

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from nemoflow.config import Buildable, Script, place
 from nemoflow.errors import ConfigError, PipelineError, UserError, did_you_mean
 from nemoflow.refs import StepOutput, StepResult
+from nemoflow.store import Store
 
 _STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]*$")
 
@@ -62,7 +64,11 @@ class StepHandle:
 
 
 class Experiment:
-    """A named set of steps; ``nemoflow build`` or :meth:`run` builds it."""
+    """A named set of steps; ``nemoflow build`` or :meth:`run` builds it.
+
+    Every run is recorded in the ledger under a new id (``exp.id``): :meth:`from_id` reloads it
+    in any process, and :meth:`status`, :meth:`results`, :meth:`logs`, ... ask it about itself.
+    """
 
     def __init__(self, name: str, description: str = "", tags: list[str] | tuple[str, ...] = ()) -> None:
         if not _STEP_NAME.match(name):
@@ -74,6 +80,8 @@ class Experiment:
         self.pipeline_file: Path | None = None
         self.module_name: str | None = None
         self.plugins: list[Plugin] = []
+        self.id: str | None = None  # of its latest run, set as soon as the run is recorded
+        self.store: Store | None = None  # of its latest run
 
     def __enter__(self) -> Experiment:
         return self
@@ -140,11 +148,159 @@ class Experiment:
             raise UserError(f"no step named {name!r}", hint=did_you_mean(name, self.steps))
         return StepHandle(self, name)
 
-    def run(self, **options: Any) -> Any:
-        """Build this experiment (same engine as ``nemoflow build``); see ``nemoflow.build_experiment``."""
-        from nemoflow.scheduler import build_experiment
+    # ---- running (NeMo Run's surface; the engine is imported lazily, from below) ----------------
+    def run(
+        self,
+        *,
+        tail_logs: bool = False,
+        sequential: bool = False,
+        max_concurrent: int | None = None,
+        dryrun: bool = False,
+        plugins: Iterable[Plugin] = (),
+        store: Store | str | os.PathLike[str] | None = None,
+        jobs: int | None = None,
+        direct: bool = False,
+        force: Iterable[str] = (),
+        until: Iterable[str] = (),
+        workdir: str | os.PathLike[str] | None = None,
+        salt: str = "",
+        raise_on_failure: bool = True,
+    ) -> Any:
+        """Build this experiment with the engine of ``nemoflow build``: what is up to date is skipped.
 
-        return build_experiment(self, **options)
+        Each call is a new run with a new id (``exp.id``), recorded in the ledger even when
+        nothing had to run.
+
+        Args:
+            tail_logs: stream each step's output while it runs.
+            sequential: run the steps one after another in the order they were added (keys do
+                not change).
+            max_concurrent: at most this many steps run at once.
+            dryrun: only plan: return the ``Plan`` (every step's key and reason); nothing runs
+                and nothing is recorded.
+            plugins: applied to every step (after ``exp.plugins``) before keys are computed.
+            store: the target store (default: ``$NEMOFLOW_STORE``, else ``targets/``).
+            jobs: steps that may run at once (default: ``max_concurrent``, else the most steps
+                that can run side by side, at most the number of CPUs; with ``direct``, 1).
+            direct: run Python steps inside this process.
+            force: steps to rebuild even when up to date.
+            until: build only these steps and what they need.
+            workdir: where relative input paths are read from (default: the current directory).
+            salt: a version string mixed into every key.
+            raise_on_failure: raise BuildFailed when a step fails (else return the result).
+
+        Returns:
+            The ``BuildResult`` (with ``dryrun``: the ``Plan``).
+
+        Raises:
+            BuildFailed: a step failed; it carries the BuildResult.
+            PipelineError: the experiment cannot be planned.
+        """
+        from nemoflow.api import run_experiment
+
+        return run_experiment(
+            self,
+            tail_logs=tail_logs,
+            sequential=sequential,
+            max_concurrent=max_concurrent,
+            dryrun=dryrun,
+            plugins=plugins,
+            store=store,
+            jobs=jobs,
+            direct=direct,
+            force=force,
+            until=until,
+            workdir=workdir,
+            salt=salt,
+            raise_on_failure=raise_on_failure,
+        )
+
+    # ---- recorded runs (from the ledger and the store; see nemoflow.catalog) --------------------
+    @classmethod
+    def from_id(cls, experiment_id: str, *, store: Store | str | os.PathLike[str] | None = None) -> Experiment:
+        """Reload a recorded run, with its original configs and executors, in any process.
+
+        Raises:
+            UserError: no such run in the store's ledger, or a step target no longer importable.
+        """
+        from nemoflow import api, catalog
+
+        return catalog.reload(experiment_id, api.as_store(store))
+
+    @classmethod
+    def from_title(cls, name: str, *, store: Store | str | os.PathLike[str] | None = None) -> Experiment:
+        """Reload the latest recorded run of the experiment called ``name``."""
+        from nemoflow import api, catalog
+
+        resolved = api.as_store(store)
+        return catalog.reload(catalog.latest_id(name, resolved), resolved)
+
+    @classmethod
+    def catalog(
+        cls, name: str | None = None, *, store: Store | str | os.PathLike[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The recorded runs (of experiment ``name``, or all), newest first, as metadata dicts."""
+        from nemoflow import api, catalog
+
+        return catalog.catalog(name, api.as_store(store))
+
+    def status(self) -> list[Any]:
+        """One ``nemoflow.status.StepStatus`` per step of the latest run (the CLI renders them)."""
+        from nemoflow import catalog
+
+        return catalog.status(self)
+
+    def metadata(self) -> dict[str, Any]:
+        """The latest run's ledger row: name, tags, pipeline file and hash, git state, options, times."""
+        from nemoflow import catalog
+
+        return catalog.metadata(self)
+
+    def configurations(self) -> dict[str, Any]:
+        """Step name -> config: as the latest run recorded it (before a run: as plugins will leave it)."""
+        from nemoflow import catalog
+
+        return catalog.configurations(self)
+
+    def results(self) -> dict[str, Any]:
+        """Step name -> return value, from the store, for the latest run's steps that are built."""
+        from nemoflow import catalog
+
+        return catalog.results(self)
+
+    def logs(self, step: str, *, follow: bool = False) -> str | Iterator[str]:
+        """The text of a step's log in the latest run; with ``follow``, its lines as they come
+        (a generator that ends when the step's run ends)."""
+        from nemoflow import catalog
+
+        return catalog.follow_logs(self, step) if follow else catalog.logs(self, step)
+
+    def metrics(self, step: str) -> list[dict[str, Any]]:
+        """The rows a step of the latest run logged with ``nemoflow.log_metrics``."""
+        from nemoflow import catalog
+
+        return catalog.metrics(self, step)
+
+    def cancel(self, step: str | None = None, *, timeout: float = 30.0) -> list[str]:
+        """Stop the latest run's running steps (or one step); no more of them start.
+
+        Returns:
+            The names of the steps whose running jobs were stopped.
+        """
+        from nemoflow import catalog
+
+        return catalog.cancel(self, step, timeout=timeout)
+
+    def reset(self) -> Experiment:
+        """Run the latest run again as a new run with a new id, same configs and options;
+        returns the new run's Experiment.
+
+        Raises:
+            BuildFailed: a step failed; it carries the BuildResult.
+        """
+        from nemoflow import catalog
+
+        return catalog.reset(self)
 
     def __repr__(self) -> str:
         return f"Experiment({self.name!r}, steps={len(self.steps)})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ import sqlite_utils
 
 from nemoflow.provenance import Environment
 
-SCHEMA_VERSION = 1
+# 2: the experiments' run details (module, sys_path, options, host, pid, status, ended); experiment_steps
+SCHEMA_VERSION = 2
 
 _TABLES: dict[str, tuple[dict[str, Any], Any]] = {
     "experiments": (
@@ -28,8 +30,29 @@ _TABLES: dict[str, tuple[dict[str, Any], Any]] = {
             "git_dirty": int,
             "store": str,
             "created": float,
+            "module": str,
+            "workdir": str,
+            "sys_path": str,
+            "options": str,
+            "host": str,
+            "pid": int,
+            "status": str,
+            "ended": float,
         },
         "id",
+    ),
+    # Which steps (name, key, executor) made up each experiment run: enough to reload it.
+    "experiment_steps": (
+        {
+            "experiment_id": str,
+            "name": str,
+            "key": str,
+            "position": int,
+            "reason": str,
+            "executor": str,
+            "dependencies": str,
+        },
+        ("experiment_id", "name"),
     ),
     "steps": ({"key": str, "name": str, "kind": str, "config": str, "code": str, "created": float}, "key"),
     "edges": ({"key": str, "upstream_key": str, "upstream_name": str}, ("key", "upstream_key")),
@@ -58,7 +81,15 @@ _TABLES: dict[str, tuple[dict[str, Any], Any]] = {
     "artifacts": ({"key": str, "path": str, "sha256": str, "size": int}, ("key", "path")),
     "environments": ({"id": str, "python": str, "platform": str, "host": str, "packages": str}, "id"),
 }
-_INDEXES = [("runs", ["key"]), ("runs", ["experiment_id"]), ("steps", ["name"]), ("edges", ["upstream_key"])]
+_INDEXES = [
+    ("runs", ["key"]),
+    ("runs", ["experiment_id"]),
+    ("steps", ["name"]),
+    ("edges", ["upstream_key"]),
+    ("experiments", ["name", "created"]),
+    ("experiment_steps", ["key"]),
+]
+_JSON_COLUMNS = ("tags", "options", "sys_path")  # of experiments
 
 
 class Ledger:
@@ -79,12 +110,31 @@ class Ledger:
             return
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} has ledger schema {version}; this nemoflow reads up to {SCHEMA_VERSION}")
-        with self.db.conn:
-            for name, (columns, pk) in _TABLES.items():
-                self.db[name].create(columns, pk=pk, if_not_exists=True)
-            for table, cols in _INDEXES:
-                self.db[table].create_index(cols, if_not_exists=True)
-            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")  # one process creates or migrates; the others wait, then find it done
+        try:
+            if self.db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                self._create_or_migrate()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _create_or_migrate(self) -> None:
+        """Create the missing tables and add the missing columns (from schema 1: see SCHEMA_VERSION)."""
+        for name, (columns, pk) in _TABLES.items():
+            table = self.db[name]
+            if not table.exists():
+                table.create(columns, pk=pk)
+                continue
+            present = table.columns_dict
+            for column, kind in columns.items():
+                if column not in present:
+                    table.add_column(column, kind)
+        for name, cols in _INDEXES:
+            self.db[name].create_index(cols, if_not_exists=True)
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -93,6 +143,50 @@ class Ledger:
     def record_experiment(self, row: dict[str, Any]) -> None:
         with self.db.conn:
             self.db["experiments"].insert({**row, "tags": json.dumps(row.get("tags", []))}, replace=True)
+
+    def create_experiment(self, row: dict[str, Any], steps: Iterable[dict[str, Any]]) -> bool:
+        """Record a new experiment run and its steps in one transaction.
+
+        Args:
+            row: the experiments row (``tags``, ``options``, ``sys_path`` as Python values).
+            steps: ``name``, ``key``, ``position``, ``reason``, ``executor`` (data or None) and
+                ``dependencies`` (names) of every step of the run.
+
+        Returns:
+            False, with nothing written, when an experiment with this id exists already.
+        """
+        record = {**row, **{c: json.dumps(row.get(c)) for c in _JSON_COLUMNS}}
+        columns = ", ".join(record)
+        marks = ", ".join("?" * len(record))
+        step_rows = [
+            (
+                row["id"],
+                s["name"],
+                s["key"],
+                s["position"],
+                s["reason"],
+                None if s["executor"] is None else json.dumps(s["executor"], sort_keys=True),
+                json.dumps(s["dependencies"]) if s["dependencies"] else None,
+            )
+            for s in steps
+        ]
+        try:
+            with self.db.conn:
+                self.db.execute(f"insert into experiments ({columns}) values ({marks})", list(record.values()))
+                self.db.conn.executemany(
+                    "insert into experiment_steps (experiment_id, name, key, position, reason, executor, dependencies)"
+                    " values (?, ?, ?, ?, ?, ?, ?)",
+                    step_rows,
+                )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def finish_experiment(self, experiment_id: str, status: str) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "update experiments set status = ?, ended = ? where id = ?", [status, time.time(), experiment_id]
+            )
 
     def record_environment(self, env: Environment) -> None:
         with self.db.conn:
@@ -133,6 +227,19 @@ class Ledger:
         marks = ", ".join("?" * len(record))
         with self.db.conn:  # plain SQL on the hot path: sqlite-utils' insert re-reads the schema each call
             self.db.execute(f"insert into runs ({columns}) values ({marks})", list(record.values()))
+
+    def set_job_id(self, run_id: str, job_id: str) -> None:
+        """The backend's id of a run's job (a local subprocess: its pid), so it can be cancelled."""
+        with self.db.conn:
+            self.db.execute("update runs set job_id = ? where id = ?", [job_id, run_id])
+
+    def mark_cancelled(self, run_id: str, error: str = "cancelled") -> None:
+        """Close a run nobody will close any more (its worker is gone) as cancelled."""
+        with self.db.conn:
+            self.db.execute(
+                "update runs set status = 'cancelled', ended = ?, error = ? where id = ? and status = 'running'",
+                [time.time(), error, run_id],
+            )
 
     def finish_run(
         self,
@@ -185,10 +292,46 @@ class Ledger:
         return row
 
     def experiment(self, experiment_id: str) -> dict[str, Any] | None:
-        row = next(self.rows("select * from experiments where id = ?", [experiment_id]), None)
-        if row:
-            row["tags"] = json.loads(row["tags"] or "[]")
-        return row
+        row = next(self.rows(_EXPERIMENTS + " where id = ?", [experiment_id]), None)
+        return _experiment_row(row) if row else None
+
+    def experiments(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Experiment runs, newest first (of one name, or all), each with its number of steps."""
+        where, params = (" where name = ?", [name]) if name is not None else ("", [])
+        return [_experiment_row(r) for r in self.rows(_EXPERIMENTS + where + " order by created desc", params)]
+
+    def experiment_steps(self, experiment_id: str) -> list[dict[str, Any]]:
+        """The steps of an experiment run in the order they were added."""
+        rows = list(
+            self.rows("select * from experiment_steps where experiment_id = ? order by position", [experiment_id])
+        )
+        for row in rows:
+            row["executor"] = json.loads(row["executor"]) if row["executor"] else None
+            row["dependencies"] = json.loads(row["dependencies"]) if row["dependencies"] else []
+        return rows
+
+    def step_configs(self, keys: Iterable[str]) -> dict[str, Any]:
+        """key -> recorded config data, for the keys that have a steps row."""
+        keys = list(keys)
+        found: dict[str, Any] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.rows(f"select key, config from steps where key in ({marks})", chunk):
+                found[row["key"]] = json.loads(row["config"])
+        return found
 
     def artifacts_of(self, key: str) -> list[dict[str, Any]]:
         return list(self.rows("select * from artifacts where key = ? order by path", [key]))
+
+
+_EXPERIMENTS = (
+    "select e.*, (select count(*) from experiment_steps s where s.experiment_id = e.id) as steps from experiments e"
+)
+
+
+def _experiment_row(row: dict[str, Any]) -> dict[str, Any]:
+    for column in _JSON_COLUMNS:
+        row[column] = json.loads(row[column]) if row.get(column) else None
+    row["tags"] = row["tags"] or []
+    return row

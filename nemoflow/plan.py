@@ -14,7 +14,7 @@ from typing import Any
 
 from nemoflow.config import Buildable, Config, Script, missing_arguments
 from nemoflow.errors import ConfigError, PipelineError, did_you_mean
-from nemoflow.experiment import Experiment, Step
+from nemoflow.experiment import Experiment, Plugin, Step
 from nemoflow.hashing import FileHashCache, code_fingerprint, file_sha256, sha256_text, step_key
 from nemoflow.refs import File, StepOutput, StepResult
 from nemoflow.serialize import import_path, to_data
@@ -53,6 +53,7 @@ class PlannedStep:
     files: dict[str, str]  # input path as written -> sha256
     executor: Any
     reason: Reason = Reason.OUTPUT_MISSING
+    after: list[str] = field(default_factory=list)  # order only (``sequential``): not part of the key
 
     @property
     def runs(self) -> bool:
@@ -67,6 +68,8 @@ class Plan:
     store: Store
     steps: dict[str, PlannedStep] = field(default_factory=dict)
     workdir: Path = field(default_factory=Path.cwd)
+    salt: str = ""
+    sequential: bool = False
 
     @functools.cached_property
     def by_key(self) -> dict[str, PlannedStep]:
@@ -90,6 +93,9 @@ def make_plan(
     until: Iterable[str] = (),
     workdir: str | os.PathLike[str] | None = None,
     salt: str = "",
+    plugins: Iterable[Plugin] = (),
+    sequential: bool = False,
+    default_executor: Callable[[], Any] | None = None,
 ) -> Plan:
     """Key every step of ``exp`` and say why each would run.
 
@@ -98,20 +104,25 @@ def make_plan(
         until: build only these steps and what they depend on.
         workdir: where relative input paths are read from (default: the current directory).
         salt: a version string mixed into every key.
+        plugins: applied to every step, after ``exp.plugins`` and before the step's own.
+        sequential: run the steps one after another in the order they were added (order-only
+            edges in ``PlannedStep.after``; keys do not change).
+        default_executor: makes the executor handed to plugins of a step that has none.
 
     Raises:
         PipelineError: a cycle, a reference to an unknown or foreign step, an unknown step
-            name in ``force``/``until``, a missing input file, or a missing argument.
+            name in ``force``/``until``, a missing input file, a missing argument, or, with
+            ``sequential``, a step added before a step it depends on.
     """
     root = Path(workdir or os.getcwd()).absolute()
-    steps = _apply_plugins(exp)
+    steps = apply_plugins(exp, plugins, default_executor)
     scans = {name: _scan(exp, step) for name, step in steps.items()}
     edges = {name: scan.upstream for name, scan in scans.items()}
     order = _topological(edges)
     wanted = _ancestors(edges, _known(exp, until, "--until")) if until else None
     forced = set(_known(exp, force, "--force"))
     cache = store.file_hash_cache()
-    plan = Plan(exp, store, workdir=root)
+    plan = Plan(exp, store, workdir=root, salt=salt, sequential=sequential)
     for name in order:
         if wanted is not None and name not in wanted:
             continue
@@ -119,23 +130,56 @@ def make_plan(
         planned = _plan_step(steps[name], scans[name], upstream, root, cache, salt)
         planned.reason = _reason(planned, store, forced)
         plan.steps[name] = planned
+    if sequential:
+        _chain_in_added_order(plan, list(exp.steps))
     if store.root.exists():
         store.save_file_hash_cache(cache)
     return plan
 
 
-def _apply_plugins(exp: Experiment) -> dict[str, Step]:
+def apply_plugins(
+    exp: Experiment, plugins: Iterable[Plugin] = (), default_executor: Callable[[], Any] | None = None
+) -> dict[str, Step]:
+    """The experiment's steps as plugins leave them: a step with plugins gets copies of its task and executor.
+
+    Plugins apply in this order: ``exp.plugins``, ``plugins``, the step's own.
+    """
+    extra = list(plugins)
     steps = {}
     for name, step in exp.steps.items():
-        plugins = [*exp.plugins, *step.plugins]
-        if plugins:
-            step = Step(
-                step.name, copy.deepcopy(step.task), copy.deepcopy(step.executor), step.dependencies, step.plugins
-            )
-            for plugin in plugins:
+        step_plugins = [*exp.plugins, *extra, *step.plugins]
+        if step_plugins:
+            executor = step.executor
+            if executor is None and default_executor is not None:
+                executor = default_executor()
+            step = Step(step.name, copy.deepcopy(step.task), copy.deepcopy(executor), step.dependencies, step.plugins)
+            for plugin in step_plugins:
                 plugin.setup(step.task, step.executor)
         steps[name] = step
     return steps
+
+
+def _chain_in_added_order(plan: Plan, added: list[str]) -> None:
+    """Order the plan as the steps were added, each step that runs after the previous one that runs.
+
+    Raises:
+        PipelineError: a step depends on a step added after it.
+    """
+    names = [name for name in added if name in plan.steps]
+    position = {name: i for i, name in enumerate(names)}
+    previous = None
+    for i, name in enumerate(names):
+        step = plan.steps[name]
+        later = [up for up in step.upstream if position[up] > i]
+        if later:
+            raise PipelineError(
+                f"sequential: step {name!r} depends on {later[0]!r}, which is added after it",
+                hint="add the steps in dependency order, or run without sequential=True",
+            )
+        if step.runs:
+            step.after = [previous] if previous is not None else []
+            previous = name
+    plan.steps = {name: plan.steps[name] for name in names}
 
 
 @dataclass

@@ -43,6 +43,7 @@ class BuildContext:
     started: float
     direct: bool = False
     tail_logs: bool = False
+    max_concurrent: int | None = None  # at most this many steps run at once (a luigi resource)
     _ledger: Ledger | None = field(default=None, repr=False)
     _ledger_pid: int = field(default=0, repr=False)
 
@@ -93,10 +94,12 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
     )
     started = time.time()
     try:
-        if in_process:
+        if ctx.store.cancel_requested(ctx.experiment_id, step.name):
+            result = JobResult(JobState.CANCELLED, None, "cancelled")
+        elif in_process:
             result = _run_in_process(ctx, step, workspace)
         else:
-            result = _run_with_executor(ctx, step, workspace, executor)
+            result = _run_with_executor(ctx, step, workspace, executor, run_id)
     except KeyboardInterrupt:
         _fail(ctx, step, workspace, run_id, JobResult(JobState.CANCELLED, None, "interrupted"))
         raise
@@ -149,13 +152,15 @@ def job_spec(ctx: BuildContext, step: PlannedStep, workspace: Path) -> dict[str,
     }
 
 
-def _run_with_executor(ctx: BuildContext, step: PlannedStep, workspace: Path, executor: Executor) -> JobResult:
+def _run_with_executor(
+    ctx: BuildContext, step: PlannedStep, workspace: Path, executor: Executor, run_id: str
+) -> JobResult:
     if isinstance(step.task, Script):
         command, env = _script_command(ctx, step)
     else:
         (workspace / JOB).write_text(json.dumps(job_spec(ctx, step, workspace), indent=1))
         command = [sys.executable, "-m", "nemoflow.run_step", str(workspace / JOB)]
-        env = {PARENT_PID_ENV: str(os.getpid())}
+        env = {PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}  # the log streams as it is written
     job = Job(
         step.name,
         step.key,
@@ -171,7 +176,12 @@ def _run_with_executor(ctx: BuildContext, step: PlannedStep, workspace: Path, ex
         handle = executor.submit(job)
     except (OSError, ValueError) as exc:
         return JobResult(JobState.FAILED, None, str(exc))
+    ctx.ledger().set_job_id(run_id, handle.job_id)  # from now on `cancel` can find the job
+    if ctx.store.cancel_requested(ctx.experiment_id, step.name):  # asked while the job was starting
+        executor.cancel(handle)
     result = executor.wait(handle)
+    if not result.succeeded and ctx.store.cancel_requested(ctx.experiment_id, step.name):
+        result = JobResult(JobState.CANCELLED, result.exit_code, "cancelled")
     if not result.succeeded:
         last = _last_line(job.log_path)
         if last:

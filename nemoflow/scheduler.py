@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
+import sys
+import threading
 import time
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nemoflow.errors import BuildFailed
 from nemoflow.experiment import Experiment
@@ -19,6 +22,7 @@ from nemoflow.results import BuildResult, StepOutcome
 from nemoflow.store import Store
 
 if TYPE_CHECKING:
+    from nemoflow.ledger import Ledger
     from nemoflow.runner import BuildContext
 
 # The ledger, the runner and luigi are imported only once something must run: an up-to-date
@@ -70,33 +74,74 @@ def new_experiment_id(name: str) -> str:
     return f"{name}_{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:6]}"
 
 
-def run_plan(plan: Plan, *, jobs: int = 1, direct: bool = False, tail_logs: bool = False) -> BuildResult:
-    """Run the steps of ``plan`` that are not up to date; return what happened."""
+def run_plan(
+    plan: Plan,
+    *,
+    jobs: int = 1,
+    direct: bool = False,
+    tail_logs: bool = False,
+    max_concurrent: int | None = None,
+    record: bool = False,
+) -> BuildResult:
+    """Run the steps of ``plan`` that are not up to date; return what happened.
+
+    A build that runs something is recorded in the ledger as an experiment run with a new id,
+    which is also set on the experiment (``exp.id``, ``exp.store``) as soon as it is recorded.
+
+    Args:
+        jobs: luigi workers (steps that may run at once).
+        max_concurrent: at most this many steps run at once, whatever ``jobs`` is.
+        record: record the experiment run even when nothing runs (``exp.run`` does, so every
+            run can be reloaded; a no-op ``nemoflow build`` stays keys and stats).
+    """
     to_run = plan.to_run()
     skipped = [StepOutcome(s.name, s.key, s.reason.value) for s in plan if not s.runs]
-    if not to_run:
+    if not to_run and not record:
         return BuildResult(skipped=skipped)
+    started = time.time()
+    options = {
+        "jobs": jobs,
+        "direct": direct,
+        "max_concurrent": max_concurrent,
+        "sequential": plan.sequential,
+        "salt": plan.salt,
+    }
+    experiment_id, environment_id = _record_build(plan, to_run, options)
+    if not to_run:
+        _finish_build(plan.store, experiment_id, "succeeded")
+        return BuildResult(skipped=skipped, experiment_id=experiment_id)
     from nemoflow.runner import BuildContext
 
-    started = time.time()
     plan.store.sweep_workspaces()
-    experiment_id = new_experiment_id(plan.experiment.name)
-    environment_id = _record_build(plan, experiment_id, to_run)
     ctx = BuildContext(
         plan,
         plan.store,
         ledger_path(plan.store),
         experiment_id,
-        environment_id,
+        environment_id or "",
         started,
         direct=direct,
         tail_logs=tail_logs,
+        max_concurrent=max_concurrent,
     )
-    _run_with_luigi(ctx, to_run, jobs)
-    return _collect(ctx, to_run, skipped)
+    status = "interrupted"
+    try:
+        _run_with_luigi(ctx, to_run, jobs)
+        result = _collect(ctx, to_run, skipped)
+        status = "succeeded" if result.ok else "failed"
+        if any(o.error == "cancelled" for o in result.failed):
+            status = "cancelled"
+    finally:
+        _finish_build(plan.store, experiment_id, status)
+    return result
 
 
-def _record_build(plan: Plan, experiment_id: str, to_run: list[PlannedStep]) -> str:
+def _record_build(plan: Plan, to_run: list[PlannedStep], options: dict[str, Any]) -> tuple[str, str | None]:
+    """Record the experiment run, its steps and (when something runs) the environment.
+
+    Returns:
+        The new experiment id, and the environment id (None when nothing runs).
+    """
     from nemoflow.ledger import Ledger
     from nemoflow.provenance import capture_environment, git_state
 
@@ -105,20 +150,27 @@ def _record_build(plan: Plan, experiment_id: str, to_run: list[PlannedStep]) -> 
     try:
         pipeline = exp.pipeline_file
         git = git_state(pipeline) if pipeline else git_state(plan.workdir)
-        ledger.record_experiment(
-            {
-                "id": experiment_id,
-                "name": exp.name,
-                "description": exp.description,
-                "tags": exp.tags,
-                "pipeline_file": str(pipeline) if pipeline else None,
-                "pipeline_sha256": hashlib.sha256(pipeline.read_bytes()).hexdigest() if pipeline else None,
-                "git_commit": git.commit,
-                "git_dirty": None if git.dirty is None else int(git.dirty),
-                "store": str(plan.store.root),
-                "created": time.time(),
-            }
-        )
+        row = {
+            "name": exp.name,
+            "description": exp.description,
+            "tags": exp.tags,
+            "pipeline_file": str(pipeline) if pipeline else None,
+            "pipeline_sha256": hashlib.sha256(pipeline.read_bytes()).hexdigest() if pipeline else None,
+            "git_commit": git.commit,
+            "git_dirty": None if git.dirty is None else int(git.dirty),
+            "store": str(plan.store.root),
+            "module": exp.module_name,
+            "workdir": str(plan.workdir),
+            "sys_path": _import_roots(exp),
+            "options": options,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "status": "running",
+        }
+        experiment_id = _create_experiment(ledger, row, _members(plan))
+        exp.id, exp.store = experiment_id, plan.store
+        if not to_run:
+            return experiment_id, None
         env = capture_environment(plan.store.root / ".cache" / "environment.json")
         ledger.record_environment(env)
         ledger.record_steps(
@@ -127,7 +179,57 @@ def _record_build(plan: Plan, experiment_id: str, to_run: list[PlannedStep]) -> 
         )
     finally:
         ledger.close()
-    return env.id
+    return experiment_id, env.id
+
+
+def _create_experiment(ledger: Ledger, row: dict[str, Any], members: list[dict[str, Any]]) -> str:
+    """Insert the run under a fresh id; the insert is the atomic check that nobody else took it."""
+    for _ in range(10):
+        experiment_id = new_experiment_id(row["name"])
+        if ledger.create_experiment({**row, "id": experiment_id, "created": time.time()}, members):
+            return experiment_id
+    raise RuntimeError(f"could not find a free experiment id for {row['name']!r} in {ledger.path}")
+
+
+def _members(plan: Plan) -> list[dict[str, Any]]:
+    """The ``experiment_steps`` rows of a plan: what a reload needs besides the configs."""
+    added = plan.experiment.steps
+    position = {name: i for i, name in enumerate(added)}
+    return [
+        {
+            "name": s.name,
+            "key": s.key,
+            "position": position[s.name],
+            "reason": s.reason.value,
+            "executor": _executor_data(s.executor),
+            "dependencies": added[s.name].dependencies,
+        }
+        for s in plan
+    ]
+
+
+def _executor_data(executor: Any) -> Any:
+    if executor is None:
+        return None
+    from nemoflow.executors import executor_to_data
+
+    return executor_to_data(executor)
+
+
+def _import_roots(exp: Experiment) -> list[str]:
+    """Where the step targets were importable from (a reload in another process needs them)."""
+    roots = [str(exp.pipeline_file.parent)] if exp.pipeline_file else []
+    return roots + [p for p in sys.path if p and p not in roots and os.path.isdir(p)]
+
+
+def _finish_build(store: Store, experiment_id: str, status: str) -> None:
+    from nemoflow.ledger import Ledger
+
+    ledger = Ledger(ledger_path(store))
+    try:
+        ledger.finish_experiment(experiment_id, status)
+    finally:
+        ledger.close()
 
 
 def _run_with_luigi(ctx: BuildContext, to_run: list[PlannedStep], jobs: int) -> None:
@@ -144,7 +246,7 @@ def _run_with_luigi(ctx: BuildContext, to_run: list[PlannedStep], jobs: int) -> 
 
     from nemoflow.tasks import StepTask, group_task, task_for
 
-    _pin_luigi_config()
+    _pin_luigi_config(ctx.max_concurrent)
     StepTask.context = ctx
     # In-process steps on one worker are cheap: luigi gets one task per chunk, which runs the
     # chunk's steps in order. Otherwise every step is its own task, so workers share them.
@@ -190,7 +292,7 @@ def _chunks(steps: list[PlannedStep], blocked: set[str], *, size: int) -> Iterat
     """
     chunk: list[PlannedStep] = []
     for step in steps:
-        if any(up in blocked for up in step.upstream):
+        if any(up in blocked for up in step.upstream) or any(up in blocked for up in step.after):
             blocked.add(step.name)
             continue
         chunk.append(step)
@@ -202,14 +304,20 @@ def _chunks(steps: list[PlannedStep], blocked: set[str], *, size: int) -> Iterat
 
 
 def _sinks(chunk: list[PlannedStep]) -> list[PlannedStep]:
-    """The steps of a chunk that no other step of the chunk depends on."""
+    """The steps of a chunk that no other step of the chunk depends on (or runs before)."""
     needed = {up for step in chunk for up in step.upstream}
+    needed.update(up for step in chunk for up in step.after)
     return [step for step in chunk if step.name not in needed]
 
 
-def _pin_luigi_config() -> None:
-    """Ignore any stray luigi.cfg: nemoflow decides how luigi behaves."""
+def _pin_luigi_config(max_concurrent: int | None = None) -> None:
+    """Ignore any stray luigi.cfg: nemoflow decides how luigi behaves.
+
+    ``max_concurrent`` becomes the amount of the resource every step task holds while it runs.
+    """
     from luigi.configuration import get_config
+
+    from nemoflow.tasks import STEP_RESOURCE
 
     config = get_config()
     for section in config.sections():
@@ -222,6 +330,9 @@ def _pin_luigi_config() -> None:
             "retry_external_tasks": "false",
             "force_multiprocessing": "false",
             "wait_interval": "0.1",
+            # luigi's SIGUSR1 handler can only be installed from the main thread; a build in another
+            # thread (a notebook, a test) goes without it
+            "no_install_shutdown_handler": str(threading.current_thread() is not threading.main_thread()).lower(),
         },
         "scheduler": {
             "record_task_history": "false",
@@ -230,6 +341,8 @@ def _pin_luigi_config() -> None:
             "prune_on_get_work": "false",
         },
     }
+    if max_concurrent:
+        settings["resources"] = {STEP_RESOURCE: str(max_concurrent)}
     for section, values in settings.items():
         config.add_section(section)
         for option, value in values.items():
@@ -266,7 +379,7 @@ def _collect(ctx: BuildContext, to_run: list[PlannedStep], skipped: list[StepOut
                 )
             )
         else:
-            blockers = [up for up in step.upstream if up in failed_names]
+            blockers = [up for up in (*step.upstream, *step.after) if up in failed_names]
             log = luigi_log_path(ctx.store, ctx.experiment_id)
             error = (
                 f"not run: upstream {', '.join(blockers)} failed"

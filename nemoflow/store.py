@@ -27,6 +27,7 @@ RESULT_JSON = "result.json"
 RESULT_PICKLE = "result.pkl"
 MANIFEST_FORMAT = 1
 META_FILES = frozenset({MANIFEST, LOG, JOB})  # not outputs: not hashed, not compared
+_CANCEL_ALL = ".all"  # a step name never starts with "."
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,23 @@ class Store:
         trash.parent.mkdir(parents=True, exist_ok=True)
         os.rename(folder, trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+    # ---- cancellation -----------------------------------------------------------------------
+    def request_cancel(self, experiment_id: str, step: str | None = None) -> None:
+        """Ask the build of ``experiment_id`` to start no more steps (or, with ``step``, not that one).
+
+        A marker file under ``.cancel/``; the runner looks for it before and after it starts a step.
+        """
+        folder = self.root / ".cancel" / experiment_id
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / (step or _CANCEL_ALL)).touch()
+
+    def cancel_requested(self, experiment_id: str, step: str) -> bool:
+        """Was the experiment run, or this step of it, cancelled? (One stat when it was not.)"""
+        folder = os.path.join(self.root, ".cancel", experiment_id)
+        if not os.path.isdir(folder):
+            return False
+        return os.path.exists(os.path.join(folder, _CANCEL_ALL)) or os.path.exists(os.path.join(folder, step))
 
     # ---- caches -----------------------------------------------------------------------------
     def file_hash_cache(self) -> FileHashCache:

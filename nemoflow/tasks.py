@@ -17,6 +17,7 @@ from nemoflow.plan import PlannedStep
 from nemoflow.runner import BuildContext, run_planned_step
 
 _SEP = ","
+STEP_RESOURCE = "nemoflow_steps"  # luigi resource that caps running steps (``max_concurrent``)
 
 
 class StepTask(luigi.Task):
@@ -50,16 +51,32 @@ class StepTask(luigi.Task):
         by_key = self._context().plan.by_key
         return [by_key[key] for key in self.key.split(_SEP)]
 
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        """One unit of ``STEP_RESOURCE`` per running task when the build caps running steps."""
+        ctx = type(self).context
+        return {STEP_RESOURCE: 1} if ctx is not None and ctx.max_concurrent else {}
+
     def requires(self) -> list[StepTask]:
-        """The upstream steps that this build runs too, outside this task's own group."""
+        """The upstream steps that this build runs too, outside this task's own group.
+
+        With ``sequential``, the step run before this one (``PlannedStep.after``) too.
+        """
         steps = self._context().plan.steps
         own = set(self.key.split(_SEP))
-        return [
+        tasks = [
             task_for(key, name)
             for planned in self.planned()
             for name, key in planned.upstream.items()
             if key not in own and name in steps and steps[name].runs
         ]
+        tasks.extend(
+            task_for(steps[name].key, name)
+            for planned in self.planned()
+            for name in planned.after
+            if steps[name].key not in own
+        )
+        return tasks
 
     def complete(self) -> bool:
         try:
@@ -77,7 +94,7 @@ class StepTask(luigi.Task):
         ctx = self._context()
         failed: dict[str, StepFailed] = {}
         for step in self.planned():
-            if any(up in failed for up in step.upstream):
+            if any(up in failed for up in step.upstream) or any(up in failed for up in step.after):
                 failed[step.name] = StepFailed(step.name, "upstream failed")
                 continue
             try:
