@@ -23,6 +23,7 @@ from nemoflow.store import Store
 
 if TYPE_CHECKING:
     from nemoflow.ledger import Ledger
+    from nemoflow.progress import Reporter
     from nemoflow.runner import BuildContext
 
 # The ledger, the runner and luigi are imported only once something must run: an up-to-date
@@ -82,6 +83,7 @@ def run_plan(
     tail_logs: bool = False,
     max_concurrent: int | None = None,
     record: bool = False,
+    progress: Reporter | None = None,
 ) -> BuildResult:
     """Run the steps of ``plan`` that are not up to date; return what happened.
 
@@ -93,6 +95,7 @@ def run_plan(
         max_concurrent: at most this many steps run at once, whatever ``jobs`` is.
         record: record the experiment run even when nothing runs (``exp.run`` does, so every
             run can be reloaded; a no-op ``nemoflow build`` stays keys and stats).
+        progress: called with a ``Progress`` twice a second while steps run.
     """
     to_run = plan.to_run()
     skipped = [StepOutcome(s.name, s.key, s.reason.value) for s in plan if not s.runs]
@@ -110,6 +113,7 @@ def run_plan(
     if not to_run:
         _finish_build(plan.store, experiment_id, "succeeded")
         return BuildResult(skipped=skipped, experiment_id=experiment_id)
+    from nemoflow.progress import reporting
     from nemoflow.runner import BuildContext
 
     plan.store.sweep_workspaces()
@@ -126,7 +130,8 @@ def run_plan(
     )
     status = "interrupted"
     try:
-        _run_with_luigi(ctx, to_run, jobs)
+        with reporting(ctx.ledger_path, experiment_id, len(to_run), progress):
+            _run_with_luigi(ctx, to_run, jobs)
         result = _collect(ctx, to_run, skipped)
         status = "succeeded" if result.ok else "failed"
         if any(o.error == "cancelled" for o in result.failed):

@@ -23,6 +23,7 @@ LAYERS = [
     "results",
     "provenance",
     "ledger",
+    "progress",
     "audit",
     "status",
     "dag",

@@ -16,9 +16,7 @@ def _parser(*, rich_help: bool = True) -> argparse.ArgumentParser:
     """The argument parser; rich help formatting is loaded only when help will be shown."""
     formatter: type = argparse.HelpFormatter
     if rich_help:
-        from rich_argparse import RichHelpFormatter
-
-        formatter = RichHelpFormatter
+        formatter = _rich_formatter()
     parser = argparse.ArgumentParser(
         prog="nemoflow",
         description="Content-addressed DAG builds for ML experiments: build only what changed, record where everything came from.",
@@ -27,9 +25,38 @@ def _parser(*, rich_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nemoflow {_version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and luigi's own log")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_build, _add_status, _add_audit, _add_diff, _add_dag, _add_gc, _add_completion):
+    for add in (
+        _add_build,
+        _add_status,
+        _add_experiments,
+        _add_logs,
+        _add_cancel,
+        _add_audit,
+        _add_diff,
+        _add_dag,
+        _add_gc,
+        _add_completion,
+    ):
         add(sub, formatter)
     return parser
+
+
+def _rich_formatter() -> type:
+    """rich help that also shows each option's default, where the default says something."""
+    from rich_argparse import RichHelpFormatter
+
+    class Formatter(RichHelpFormatter):
+        def _get_help_string(self, action: argparse.Action) -> str | None:
+            text = action.help or ""
+            if (
+                action.option_strings
+                and action.default not in (None, False, "", [], argparse.SUPPRESS)
+                and ("default" not in text)
+            ):
+                text += " (default: %(default)s)"
+            return text
+
+    return Formatter
 
 
 def _add_build(sub: Any, formatter: type) -> None:
@@ -50,9 +77,7 @@ def _add_build(sub: Any, formatter: type) -> None:
     )
     build.add_argument("-n", "--dry-run", action="store_true", help="show which steps would run, and why; run nothing")
     build.add_argument("--json", action="store_true", help="print one JSON object (ran / skipped / failed) last")
-    build.add_argument(
-        "-j", "--jobs", type=int, default=1, metavar="N", help="run up to N independent steps at once (default: 1)"
-    )
+    build.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run up to N independent steps at once")
     build.add_argument(
         "--force", nargs="+", default=[], metavar="STEP", help="rebuild these steps even if up to date"
     ).completer = step_names
@@ -61,7 +86,7 @@ def _add_build(sub: Any, formatter: type) -> None:
     ).completer = step_names
     build.add_argument("--direct", action="store_true", help="run Python steps inside the build process (no isolation)")
     build.add_argument("--tail-logs", action="store_true", help="stream each step's output while it runs")
-    build.add_argument("--salt", default="", help="a version string mixed into every key (default: none)")
+    build.add_argument("--salt", default="", help="a version string mixed into every key")
     _store_option(build)
     build.set_defaults(handler=cmd_build)
 
@@ -74,6 +99,45 @@ def _add_status(sub: Any, formatter: type) -> None:
     status.add_argument("--json", action="store_true", help="print the rows as JSON")
     _store_option(status)
     status.set_defaults(handler=cmd_status)
+
+
+def _add_experiments(sub: Any, formatter: type) -> None:
+    experiments = sub.add_parser(
+        "experiments", help="list recorded experiment runs, or show one", formatter_class=formatter
+    )
+    actions = experiments.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="runs, newest first", formatter_class=formatter)
+    listing.add_argument("name", nargs="?", default=None, help="only runs of this experiment")
+    listing.add_argument("--json", action="store_true", help="print the runs as JSON")
+    _store_option(listing)
+    listing.set_defaults(handler=cmd_experiments_list)
+    show = actions.add_parser("show", help="one run: its metadata and every step's state", formatter_class=formatter)
+    show.add_argument("experiment", metavar="ID|NAME", help="a run id, or an experiment name (its latest run)")
+    show.add_argument("--json", action="store_true", help="print metadata and steps as JSON")
+    _store_option(show)
+    show.set_defaults(handler=cmd_experiments_show)
+
+
+def _add_logs(sub: Any, formatter: type) -> None:
+    logs = sub.add_parser("logs", help="a step's log in an experiment run", formatter_class=formatter)
+    logs.add_argument("experiment", metavar="ID|NAME", help="a run id, or an experiment name (its latest run)")
+    logs.add_argument("step", help="the step's name")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing while the step runs")
+    _store_option(logs)
+    logs.set_defaults(handler=cmd_logs)
+
+
+def _add_cancel(sub: Any, formatter: type) -> None:
+    cancel = sub.add_parser(
+        "cancel",
+        help="stop the running steps of an experiment run",
+        formatter_class=formatter,
+        description="Stop running steps (all, or one) of a run; steps not started yet will not start.",
+    )
+    cancel.add_argument("experiment", metavar="ID|NAME", help="a run id, or an experiment name (its latest run)")
+    cancel.add_argument("step", nargs="?", default=None, help="only this step")
+    _store_option(cancel)
+    cancel.set_defaults(handler=cmd_cancel)
 
 
 def _add_audit(sub: Any, formatter: type) -> None:
@@ -106,7 +170,7 @@ def _add_diff(sub: Any, formatter: type) -> None:
 def _add_dag(sub: Any, formatter: type) -> None:
     dag = sub.add_parser("dag", help="the pipeline's DAG as text, Mermaid or Graphviz dot", formatter_class=formatter)
     dag.add_argument("pipeline", help="pipeline file")
-    dag.add_argument("--format", choices=("text", "mermaid", "dot"), default="text", help="output format (default: text)")
+    dag.add_argument("--format", choices=("text", "mermaid", "dot"), default="text", help="output format")
     dag.add_argument("--png", metavar="FILE", default=None, help="render the DAG to a PNG (needs Graphviz's dot)")
     _store_option(dag)
     dag.set_defaults(handler=cmd_dag)
@@ -188,7 +252,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.dry_run:
         render.plan(plan, as_json=args.json)
         return 0
-    result = run_plan(plan, jobs=args.jobs, direct=args.direct, tail_logs=args.tail_logs)
+    with render.progress_display(enabled=not args.json and not args.tail_logs) as progress:
+        result = run_plan(plan, jobs=args.jobs, direct=args.direct, tail_logs=args.tail_logs, progress=progress)
     render.build_result(result, as_json=args.json, seconds=time.perf_counter() - started)
     return 0 if result.ok else 1
 
@@ -205,6 +270,50 @@ def cmd_status(args: argparse.Namespace) -> int:
     ledger = _ledger(store)
     rows = plan_status(plan, ledger)
     render.status(exp.name, rows, as_json=args.json)
+    return 0
+
+
+def _run_of(args: argparse.Namespace) -> Any:
+    """The experiment run named by ``args.experiment``: an id, or a name for its latest run."""
+    from nemoflow import catalog
+
+    store = _store(args)
+    known = {row["id"] for row in catalog.catalog(None, store)}
+    experiment_id = args.experiment if args.experiment in known else catalog.latest_id(args.experiment, store)
+    return catalog.reload(experiment_id, store)
+
+
+def cmd_experiments_list(args: argparse.Namespace) -> int:
+    from nemoflow import catalog
+    from nemoflow.cli import render
+
+    render.experiments(catalog.catalog(args.name, _store(args)), as_json=args.json)
+    return 0
+
+
+def cmd_experiments_show(args: argparse.Namespace) -> int:
+    from nemoflow.cli import render
+
+    exp = _run_of(args)
+    render.experiment(exp.metadata(), exp.status(), as_json=args.json)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    exp = _run_of(args)
+    if args.follow:
+        for line in exp.logs(args.step, follow=True):
+            sys.stdout.write(line if line.endswith("\n") else line + "\n")
+            sys.stdout.flush()
+    else:
+        sys.stdout.write(exp.logs(args.step))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    exp = _run_of(args)
+    stopped = exp.cancel(args.step)
+    print(f"cancelled {', '.join(stopped)}" if stopped else "nothing was running; no further steps will start")
     return 0
 
 
@@ -256,8 +365,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     store = _store(args)
     plans = [make_plan(load_pipeline(path), store) for path in args.pipelines]
-    render.collected(collect(store, plans, dry_run=args.dry_run, keep_failed=args.keep_failed),
-                     dry_run=args.dry_run, as_json=args.json)
+    render.collected(
+        collect(store, plans, dry_run=args.dry_run, keep_failed=args.keep_failed),
+        dry_run=args.dry_run,
+        as_json=args.json,
+    )
     return 0
 
 

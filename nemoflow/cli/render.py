@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -17,6 +19,7 @@ from nemoflow.errors import BuildFailed, NemoflowError, UserError
 if TYPE_CHECKING:
     from nemoflow.audit import AuditReport
     from nemoflow.plan import Plan
+    from nemoflow.progress import Progress
     from nemoflow.results import BuildResult
     from nemoflow.status import StepStatus
 
@@ -30,12 +33,26 @@ _REASON_STYLE = {
     "upstream changed": "blue",
     "output missing": "green",
 }
-_STATE_STYLE = {"done": "green", "pending": "yellow", "failed": "bold red", "running": "cyan", "interrupted": "red"}
+_STATE_STYLE = {
+    "done": "green",
+    "succeeded": "green",
+    "pending": "yellow",
+    "failed": "bold red",
+    "running": "cyan",
+    "interrupted": "red",
+    "cancelled": "magenta",
+    "not run": "dim",
+}
 
 
 def _json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=None, sort_keys=False) + "\n")
     sys.stdout.flush()
+
+
+def _styled(text: str, style: str) -> str:
+    """``text`` (escaped) in a rich style; plain when there is no style."""
+    return f"[{style}]{escape(text)}[/]" if style else escape(text)
 
 
 def _short(key: str) -> str:
@@ -54,9 +71,61 @@ def plan(p: Plan, *, as_json: bool) -> None:
     table.add_column("key", style="dim")
     table.add_column("reason")
     for s in steps:
-        style = _REASON_STYLE.get(s["reason"], "")
-        table.add_row(s["name"], _short(s["key"]), f"[{style}]{s['reason']}[/]")
+        table.add_row(s["name"], _short(s["key"]), _styled(s["reason"], _REASON_STYLE.get(s["reason"], "")))
     _out.print(table)
+
+
+@contextlib.contextmanager
+def progress_display(*, enabled: bool) -> Iterator[Callable[[Progress], None] | None]:
+    """A reporter for ``run_plan(progress=...)``: a live bar on a terminal, plain lines otherwise."""
+    if not enabled:
+        yield None
+        return
+    if not _out.is_terminal:
+        yield _PlainProgress().report
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(
+        TextColumn("[bold]building"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=_out,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def update(p: Progress) -> None:
+            bar.update(
+                task,
+                total=p.total,
+                completed=p.done + p.failed,
+                description=f"{p.running} running, {p.failed} failed, {p.left} left",
+            )
+
+        yield update
+
+
+class _PlainProgress:
+    """Progress as plain lines (stdout is not a terminal): on change, at most one every 5 s, and the last."""
+
+    def __init__(self) -> None:
+        self.counts: tuple[int, int, int] | None = None
+        self.printed_at = -1e9
+
+    def report(self, p: Progress) -> None:
+        counts = (p.done, p.running, p.failed)
+        finished = p.running == 0 and p.left == 0
+        if counts == self.counts or not (finished or p.elapsed - self.printed_at >= 5):
+            return
+        print(
+            f"[{p.elapsed:7.1f}s] {p.done}/{p.total} done, {p.running} running, {p.failed} failed, {p.left} left",
+            flush=True,
+        )
+        self.counts, self.printed_at = counts, p.elapsed
 
 
 def build_result(result: BuildResult, *, as_json: bool, seconds: float) -> None:
@@ -73,7 +142,7 @@ def build_result(result: BuildResult, *, as_json: bool, seconds: float) -> None:
     if rows:
         _out.print(_outcome_table(rows))
     for o in result.failed:
-        _err.print(f"[bold red]✗ {o.name}[/]: {o.error}")
+        _err.print(f"[bold red]✗ {escape(o.name)}[/]: {escape(str(o.error))}")
     verdict = "[bold red]failed[/]" if result.failed else "[green]done[/]"
     _out.print(
         f"{verdict}: {len(result.ran)} built, {len(result.skipped)} up to date, "
@@ -121,7 +190,7 @@ def status(name: str, rows: list[StepStatus], *, as_json: bool) -> None:
         table.add_row(
             r.name,
             _short(r.key),
-            f"[{_STATE_STYLE.get(r.state, '')}]{state}[/]",
+            _styled(state, _STATE_STYLE.get(r.state, "")),
             when,
             _seconds(r.seconds),
             _relative(r.output),
@@ -187,6 +256,34 @@ def _link_data(link: Any) -> dict[str, Any]:
     }
 
 
+def experiments(rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    """``nemoflow experiments list``."""
+    if as_json:
+        _json(rows)
+        return
+    table = Table(title=f"{len(rows)} experiment run(s)", title_justify="left")
+    for column in ("id", "created", "status", "steps"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        when = (
+            datetime.datetime.fromtimestamp(row["created"]).strftime("%Y-%m-%d %H:%M:%S") if row.get("created") else ""
+        )
+        state = row.get("status") or ""
+        table.add_row(row["id"], when, _styled(state, _STATE_STYLE.get(state, "")), str(row.get("steps", "")))
+    _out.print(table)
+
+
+def experiment(meta: dict[str, Any], rows: list[StepStatus], *, as_json: bool) -> None:
+    """``nemoflow experiments show``: a run's metadata, then its steps."""
+    if as_json:
+        _json({"metadata": meta, "steps": [r.as_dict() for r in rows]})
+        return
+    for field in ("id", "name", "description", "tags", "status", "pipeline_file", "git_commit", "store"):
+        if meta.get(field) not in (None, "", []):
+            _out.print(f"[bold]{field:13s}[/] {escape(str(meta[field]))}")
+    status(meta.get("name", ""), rows, as_json=False)
+
+
 def collected(found: Any, *, dry_run: bool, as_json: bool) -> None:
     """``nemoflow gc``: what was (or would be) removed."""
     paths = [str(p) for p in [*found.targets, *found.housekeeping]]
@@ -196,8 +293,10 @@ def collected(found: Any, *, dry_run: bool, as_json: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for path in paths:
         _out.print(f"  {verb} {_relative(path)}")
-    _out.print(f"{verb} {len(found.targets)} target(s) and {len(found.housekeeping)} housekeeping folder(s), "
-               f"{found.bytes / 1e6:.1f} MB")
+    _out.print(
+        f"{verb} {len(found.targets)} target(s) and {len(found.housekeeping)} housekeeping folder(s), "
+        f"{found.bytes / 1e6:.1f} MB"
+    )
 
 
 def diff(changes: list[Any], *, as_json: bool) -> None:
