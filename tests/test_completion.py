@@ -37,6 +37,8 @@ def test_bash_completes_subcommands_and_step_names(tmp_path: Path) -> None:
         "train-large",
     }
     assert _complete(tmp_path, ["nemoflow", "build", "quickstart.py", "--until", "rep"]) == ["report"]
+    keys = _complete(tmp_path, ["nemoflow", "build", "quickstart.py", "train-small.mo"])
+    assert "train-small.model.hidden_size=" in keys
 
 
 def test_install_adds_one_line_to_the_rc_file(tmp_path: Path) -> None:

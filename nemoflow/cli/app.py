@@ -60,7 +60,7 @@ def _rich_formatter() -> type:
 
 
 def _add_build(sub: Any, formatter: type) -> None:
-    from nemoflow.cli.completion import step_names
+    from nemoflow.cli.completion import config_keys, step_names
 
     build = sub.add_parser(
         "build",
@@ -74,7 +74,7 @@ def _add_build(sub: Any, formatter: type) -> None:
         nargs="*",
         metavar="OVERRIDE",
         help="change step configs before building: STEP.key=value, *.key=value (every step), +=, -=, *=, /=",
-    )
+    ).completer = config_keys
     build.add_argument("-n", "--dry-run", action="store_true", help="show which steps would run, and why; run nothing")
     build.add_argument("--json", action="store_true", help="print one JSON object (ran / skipped / failed) last")
     build.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run up to N independent steps at once")
