@@ -24,7 +24,7 @@ _EXPORTS = {
     "sweep": "nemoflow.sweeps",
     "Experiment": "nemoflow.experiment",
     "Plugin": "nemoflow.experiment",
-    "load_pipeline": "nemoflow.experiment",
+    "load_pipeline": "nemoflow.pipeline_file",
     "Reason": "nemoflow.plan",
     "make_plan": "nemoflow.plan",
     "BuildResult": "nemoflow.results",
@@ -68,8 +68,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from nemoflow.errors import BuildFailed, ConfigError, PipelineError, StepFailed, UserError
     from nemoflow.executors.base import Executor
     from nemoflow.executors.local import LocalExecutor
-    from nemoflow.experiment import Experiment, Plugin, load_pipeline
+    from nemoflow.experiment import Experiment, Plugin
     from nemoflow.ledger import Ledger
+    from nemoflow.pipeline_file import load_pipeline
     from nemoflow.plan import Reason, make_plan
     from nemoflow.refs import File
     from nemoflow.results import BuildResult, StepOutcome

@@ -22,8 +22,9 @@ from nemoflow.api import default_executor
 from nemoflow.config import trusted_values
 from nemoflow.errors import ConfigError, UserError, did_you_mean
 from nemoflow.executors import executor_from_data
-from nemoflow.experiment import Experiment, StepHandle, import_pipeline_module
+from nemoflow.experiment import Experiment, StepHandle
 from nemoflow.ledger import Ledger
+from nemoflow.pipeline_file import import_pipeline_module
 from nemoflow.plan import apply_plugins
 from nemoflow.scheduler import ledger_path
 from nemoflow.serialize import from_data

@@ -104,7 +104,7 @@ def execute_job(job: dict[str, Any]) -> Any:
             sys.path.insert(0, entry)
     pipeline = job.get("pipeline")
     if pipeline and pipeline["module"] not in sys.modules:
-        from nemoflow.experiment import import_pipeline_module
+        from nemoflow.pipeline_file import import_pipeline_module
 
         import_pipeline_module(Path(pipeline["file"]))
     steps = {name: _Named(name) for name in job["upstream_dirs"]}

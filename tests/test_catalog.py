@@ -16,8 +16,8 @@ import pytest
 
 import nemoflow
 from nemoflow.errors import UserError
-from nemoflow.experiment import load_pipeline
 from nemoflow.ledger import Ledger
+from nemoflow.pipeline_file import load_pipeline
 from nemoflow.store import pid_alive
 
 import steps_for_tests as steps

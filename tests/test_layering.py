@@ -19,6 +19,7 @@ LAYERS = [
     "hashing",
     "store",
     "experiment",
+    "pipeline_file",
     "plan",
     "results",
     "provenance",

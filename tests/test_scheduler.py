@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import nemoflow
-from nemoflow.experiment import load_pipeline
+from nemoflow.pipeline_file import load_pipeline
 from nemoflow.plan import make_plan
 from nemoflow.serialize import dumps, loads
 from nemoflow.store import Store

@@ -236,7 +236,7 @@ def _ledger(store: Any) -> Any:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
-    from nemoflow.experiment import load_pipeline
+    from nemoflow.pipeline_file import load_pipeline
     from nemoflow.plan import make_plan
     from nemoflow.scheduler import run_plan
 
@@ -260,7 +260,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
-    from nemoflow.experiment import load_pipeline
+    from nemoflow.pipeline_file import load_pipeline
     from nemoflow.plan import make_plan
     from nemoflow.status import plan_status
 
@@ -342,7 +342,7 @@ def cmd_dag(args: argparse.Namespace) -> int:
     import subprocess
 
     from nemoflow.dag import render as render_dag
-    from nemoflow.experiment import load_pipeline
+    from nemoflow.pipeline_file import load_pipeline
     from nemoflow.plan import make_plan
 
     plan = make_plan(load_pipeline(args.pipeline), _store(args))
@@ -359,8 +359,8 @@ def cmd_dag(args: argparse.Namespace) -> int:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
-    from nemoflow.experiment import load_pipeline
     from nemoflow.gc import collect
+    from nemoflow.pipeline_file import load_pipeline
     from nemoflow.plan import make_plan
 
     store = _store(args)

@@ -11,7 +11,7 @@ _MARK = "# nemoflow shell completion"
 
 
 def _experiment(parsed_args: Any) -> Any:
-    from nemoflow.experiment import load_pipeline
+    from nemoflow.pipeline_file import load_pipeline
 
     return load_pipeline(parsed_args.pipeline)
 

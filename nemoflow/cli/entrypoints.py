@@ -142,7 +142,7 @@ def importable(fn: Callable[..., Any], *, direct: bool = False) -> tuple[Callabl
             f"{fn.__name__} is defined in an interactive session: a step subprocess cannot import it",
             hint="define it in a file, or pass --direct",
         )
-    from nemoflow.experiment import import_pipeline_module
+    from nemoflow.pipeline_file import import_pipeline_module
 
     script = Path(file).absolute()
     target: Any = import_pipeline_module(script)
