@@ -46,7 +46,7 @@ ALLOWED_UPWARD = {("experiment", "api"), ("experiment", "catalog"), ("config", "
 THIRD_PARTY_HOMES = {
     "luigi": {"tasks", "scheduler"},
     "rich": {"cli/render"},
-    "rich_argparse": {"cli/app"},  # help formatting only
+    "rich_argparse": {"cli/parser"},  # help formatting only
     "sqlite_utils": {"ledger"},
     "fabric": {"executors/tunnels"},
 }

@@ -1,0 +1,176 @@
+"""One function per ``nemoflow`` subcommand: each takes the parsed arguments and returns the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from nemoflow.errors import UserError
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from nemoflow.scheduler import default_store
+    from nemoflow.store import Store
+
+    return Store(args.store) if args.store else default_store()
+
+
+def _ledger(store: Any) -> Any:
+    from nemoflow.ledger import Ledger
+    from nemoflow.scheduler import ledger_path
+
+    path = ledger_path(store)
+    return Ledger(path) if path.exists() else None
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from nemoflow.cli import render
+    from nemoflow.pipeline_file import load_pipeline
+    from nemoflow.plan import make_plan
+    from nemoflow.scheduler import run_plan
+
+    started = time.perf_counter()
+    exp = load_pipeline(args.pipeline)
+    if args.overrides:
+        from nemoflow.cli.overrides import apply_to_experiment
+
+        apply_to_experiment(exp, args.overrides)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    plan = make_plan(exp, _store(args), force=args.force, until=args.until, salt=args.salt)
+    if args.dry_run:
+        render.plan(plan, as_json=args.json)
+        return 0
+    with render.progress_display(enabled=not args.json and not args.tail_logs) as progress:
+        result = run_plan(plan, jobs=args.jobs, direct=args.direct, tail_logs=args.tail_logs, progress=progress)
+    render.build_result(result, as_json=args.json, seconds=time.perf_counter() - started)
+    return 0 if result.ok else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from nemoflow.cli import render
+    from nemoflow.pipeline_file import load_pipeline
+    from nemoflow.plan import make_plan
+    from nemoflow.status import plan_status
+
+    exp = load_pipeline(args.pipeline)
+    store = _store(args)
+    plan = make_plan(exp, store)
+    ledger = _ledger(store)
+    rows = plan_status(plan, ledger)
+    render.status(exp.name, rows, as_json=args.json)
+    return 0
+
+
+def _run_of(args: argparse.Namespace) -> Any:
+    """The experiment run named by ``args.experiment``: an id, or a name for its latest run."""
+    from nemoflow import catalog
+
+    store = _store(args)
+    known = {row["id"] for row in catalog.catalog(None, store)}
+    experiment_id = args.experiment if args.experiment in known else catalog.latest_id(args.experiment, store)
+    return catalog.reload(experiment_id, store)
+
+
+def cmd_experiments_list(args: argparse.Namespace) -> int:
+    from nemoflow import catalog
+    from nemoflow.cli import render
+
+    render.experiments(catalog.catalog(args.name, _store(args)), as_json=args.json)
+    return 0
+
+
+def cmd_experiments_show(args: argparse.Namespace) -> int:
+    from nemoflow.cli import render
+
+    exp = _run_of(args)
+    render.experiment(exp.metadata(), exp.status(), as_json=args.json)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    exp = _run_of(args)
+    if args.follow:
+        for line in exp.logs(args.step, follow=True):
+            sys.stdout.write(line if line.endswith("\n") else line + "\n")
+            sys.stdout.flush()
+    else:
+        sys.stdout.write(exp.logs(args.step))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    exp = _run_of(args)
+    stopped = exp.cancel(args.step)
+    print(f"cancelled {', '.join(stopped)}" if stopped else "nothing was running; no further steps will start")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from nemoflow.audit import audit
+    from nemoflow.cli import render
+
+    store = _store(args)
+    report = audit(args.subject, store=store, ledger=_ledger(store))
+    render.audit(report, as_json=args.json)
+    return 0 if report.ok else 1
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from nemoflow.cli import render
+    from nemoflow.serialize import load
+    from nemoflow.treeops import diff
+
+    changes = diff(load(args.old), load(args.new))
+    render.diff(changes, as_json=args.json)
+    return 0
+
+
+def cmd_dag(args: argparse.Namespace) -> int:
+    import shutil
+    import subprocess
+
+    from nemoflow.dag import render as render_dag
+    from nemoflow.pipeline_file import load_pipeline
+    from nemoflow.plan import make_plan
+
+    plan = make_plan(load_pipeline(args.pipeline), _store(args))
+    if args.png:
+        dot = shutil.which("dot")
+        if dot is None:
+            raise UserError("--png needs Graphviz's `dot`", hint="install graphviz (apt-get install graphviz)")
+        subprocess.run([dot, "-Tpng", "-o", args.png], input=render_dag(plan, "dot"), text=True, check=True)
+        print(args.png)
+        return 0
+    sys.stdout.write(render_dag(plan, args.format))
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from nemoflow.cli import render
+    from nemoflow.gc import collect
+    from nemoflow.pipeline_file import load_pipeline
+    from nemoflow.plan import make_plan
+
+    store = _store(args)
+    plans = [make_plan(load_pipeline(path), store) for path in args.pipelines]
+    render.collected(
+        collect(store, plans, dry_run=args.dry_run, keep_failed=args.keep_failed),
+        dry_run=args.dry_run,
+        as_json=args.json,
+    )
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from nemoflow.cli.completion import default_shell, install, shellcode
+
+    shell = args.shell or default_shell()
+    if args.install:
+        rc = install(shell)
+        print(f"completion for {shell} added to {rc}; open a new shell to use it")
+        return 0
+    sys.stdout.write(shellcode(shell))
+    return 0
