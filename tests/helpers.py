@@ -57,3 +57,11 @@ def snapshot(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def built_quickstart(factory: Any, name: str = "quickstart") -> Path:
+    """A fresh folder holding a copy of pipelines/quickstart.py, built once (for module fixtures)."""
+    folder = factory.mktemp(name)
+    copy_pipeline("quickstart.py", folder)
+    nemoflow("build", "quickstart.py", cwd=folder, check=True)
+    return folder

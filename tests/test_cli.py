@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import copy_pipeline, last_json, names, nemoflow
+from helpers import built_quickstart, copy_pipeline, last_json, names, nemoflow
 
 QUICKSTART_STEPS = {
     "prepare",
@@ -25,10 +25,7 @@ QUICKSTART_STEPS = {
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding a copy of quickstart.py, built once."""
-    folder = tmp_path_factory.mktemp("quickstart")
-    copy_pipeline("quickstart.py", folder)
-    nemoflow("build", "quickstart.py", cwd=folder, check=True)
-    return folder
+    return built_quickstart(tmp_path_factory)
 
 
 def _runs(folder: Path) -> int:

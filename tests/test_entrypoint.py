@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import copy_pipeline, last_json, names, nemoflow, snapshot
+from helpers import built_quickstart, last_json, names, nemoflow, snapshot
 from script_helpers import copy_script, result_of, run_script
 
 
@@ -221,10 +221,8 @@ def test_the_cli_package_is_light_and_its_names_work() -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("quickstart")
-    copy_pipeline("quickstart.py", folder)
-    nemoflow("build", "quickstart.py", cwd=folder, check=True)
-    return folder
+    """A folder holding a copy of quickstart.py, built once."""
+    return built_quickstart(tmp_path_factory)
 
 
 def _plan(folder: Path, *args: str) -> dict[str, dict[str, str]]:
