@@ -32,11 +32,19 @@ Reporter = Callable[[Progress], None]
 
 @contextlib.contextmanager
 def reporting(
-    ledger_path: Path, experiment_id: str, total: int, report: Reporter | None, *, interval: float = 0.5
+    ledger_path: Path,
+    experiment_id: str,
+    total: int,
+    report: Reporter | None,
+    *,
+    interval: float = 0.5,
+    keys: list[str] | None = None,
 ) -> Iterator[None]:
     """While the block runs, call ``report`` every ``interval`` seconds (and once at the end).
 
-    One query of the ledger per report, whatever the number of steps.
+    One query of the ledger per report, whatever the number of steps. With ``keys`` (a build
+    whose steps other processes run, on luigi's central scheduler), the latest run of each key
+    since the block began counts, whichever process ran it.
     """
     if report is None:
         yield
@@ -44,13 +52,18 @@ def reporting(
     started = time.time()
     stop = threading.Event()
 
+    def read(ledger: Ledger) -> Progress:
+        if keys is None:
+            return _read(ledger, experiment_id, total, started)
+        return _read_keys(ledger, keys, started)
+
     def poll() -> None:
         ledger = Ledger(ledger_path)  # its own connection: SQLite connections stay in their thread
         try:
             while True:
-                report(_read(ledger, experiment_id, total, started))
+                report(read(ledger))
                 if stop.wait(interval):
-                    report(_read(ledger, experiment_id, total, started))
+                    report(read(ledger))
                     return
         finally:
             ledger.close()
@@ -74,3 +87,25 @@ def _read(ledger: Ledger, experiment_id: str, total: int, started: float) -> Pro
     }
     failed = sum(n for status, n in counts.items() if status not in ("succeeded", "running"))
     return Progress(total, counts.get("succeeded", 0), counts.get("running", 0), failed, time.time() - started)
+
+
+def latest_statuses(ledger: Ledger, keys: list[str], since: float) -> dict[str, dict[str, object]]:
+    """The latest run (since ``since``) of each of ``keys`` that has one, by key."""
+    found: dict[str, dict[str, object]] = {}
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in ledger.rows(
+            f"select key, status, error, exit_code, started, ended from runs "
+            f"where key in ({marks}) and started >= ? order by started",
+            [*chunk, since],
+        ):
+            found[row["key"]] = row
+    return found
+
+
+def _read_keys(ledger: Ledger, keys: list[str], started: float) -> Progress:
+    statuses = [row["status"] for row in latest_statuses(ledger, keys, started).values()]
+    done = statuses.count("succeeded")
+    running = statuses.count("running")
+    return Progress(len(keys), done, running, len(statuses) - done - running, time.time() - started)

@@ -44,6 +44,9 @@ class BuildContext:
     direct: bool = False
     tail_logs: bool = False
     max_concurrent: int | None = None  # at most this many steps run at once (a luigi resource)
+    central: bool = False  # luigid hands out the steps: other processes build the same plan
+    executor_filter: str | None = None  # run only steps of this executor (``nemoflow worker``)
+    register_only: bool = False  # run nothing here: register the steps and wait (``--no-run``)
     _ledger: Ledger | None = field(default=None, repr=False)
     _ledger_pid: int = field(default=0, repr=False)
 
@@ -53,6 +56,12 @@ class BuildContext:
             self._ledger = Ledger(self.ledger_path)
             self._ledger_pid = os.getpid()
         return self._ledger
+
+    def runs_here(self, step: PlannedStep) -> bool:
+        """Whether this process may run ``step`` (else it registers it as not runnable by it)."""
+        if self.register_only:
+            return False
+        return self.executor_filter is None or executor_name(step) == self.executor_filter
 
     def upstream_dirs(self, step: PlannedStep) -> dict[str, str]:
         root = str(self.store.root)  # os.path, not pathlib: this runs for every step
@@ -64,6 +73,11 @@ class BuildContext:
             return self.store.is_complete(step.name, step.key)
         manifest = self.store.read_manifest(step.name, step.key)
         return manifest is not None and manifest.get("published", 0) >= self.started
+
+
+def executor_name(step: PlannedStep) -> str:
+    """The registry name of the step's executor; a step without one runs on ``local``."""
+    return step.executor.name if step.executor is not None else "local"
 
 
 def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:

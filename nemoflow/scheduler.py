@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import socket
 import sys
-import threading
 import time
 import uuid
-import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nemoflow.errors import BuildFailed
 from nemoflow.experiment import Experiment
+from nemoflow.luigi_driver import Waiter, luigi_log_path, run_with_luigi
 from nemoflow.plan import Plan, PlannedStep, make_plan
 from nemoflow.results import BuildResult, StepOutcome
 from nemoflow.store import Store
@@ -84,6 +82,10 @@ def run_plan(
     max_concurrent: int | None = None,
     record: bool = False,
     progress: Reporter | None = None,
+    scheduler_url: str | None = None,
+    executor_filter: str | None = None,
+    register_only: bool = False,
+    timeout: float | None = None,
 ) -> BuildResult:
     """Run the steps of ``plan`` that are not up to date; return what happened.
 
@@ -96,7 +98,19 @@ def run_plan(
         record: record the experiment run even when nothing runs (``exp.run`` does, so every
             run can be reloaded; a no-op ``nemoflow build`` stays keys and stats).
         progress: called with a ``Progress`` twice a second while steps run.
+        scheduler_url: hand the steps out through this luigi central scheduler (``luigid``)
+            instead of an embedded one; other builds and workers may run some of them. Each
+            step is its own luigi task, and this process waits while steps it cares about are
+            pending elsewhere.
+        executor_filter: (central only) run only the steps of this executor (``Executor.name``;
+            a step without one counts as ``local``); the others are registered as not runnable
+            here, and only this executor's steps are waited for and reported.
+        register_only: (central only) run nothing: register every step and wait until each is
+            complete or failed.
+        timeout: (central only) stop waiting after this many seconds; what is not done then fails.
     """
+    if scheduler_url is None and (executor_filter is not None or register_only):
+        raise ValueError("executor_filter and register_only need a scheduler_url")
     to_run = plan.to_run()
     skipped = [StepOutcome(s.name, s.key, s.reason.value) for s in plan if not s.runs]
     if not to_run and not record:
@@ -109,6 +123,8 @@ def run_plan(
         "sequential": plan.sequential,
         "salt": plan.salt,
     }
+    if scheduler_url is not None:
+        options.update(scheduler_url=scheduler_url, executor=executor_filter, register_only=register_only)
     experiment_id, environment_id = _record_build(plan, to_run, options)
     if not to_run:
         _finish_build(plan.store, experiment_id, "succeeded")
@@ -127,12 +143,24 @@ def run_plan(
         direct=direct,
         tail_logs=tail_logs,
         max_concurrent=max_concurrent,
+        central=scheduler_url is not None,
+        executor_filter=executor_filter,
+        register_only=register_only,
     )
     status = "interrupted"
     try:
-        with reporting(ctx.ledger_path, experiment_id, len(to_run), progress):
-            _run_with_luigi(ctx, to_run, jobs)
-        result = _collect(ctx, to_run, skipped)
+        if scheduler_url is None:
+            with reporting(ctx.ledger_path, experiment_id, len(to_run), progress):
+                run_with_luigi(ctx, to_run, jobs)
+            result = _collect(ctx, to_run, skipped)
+        else:
+            from nemoflow.runner import executor_name
+
+            scope = [s for s in to_run if executor_filter is None or executor_name(s) == executor_filter]
+            keys = [s.key for s in scope]
+            with reporting(ctx.ledger_path, experiment_id, len(scope), progress, keys=keys):
+                waiter = run_with_luigi(ctx, to_run, jobs, scheduler_url=scheduler_url, scope=scope, timeout=timeout)
+            result = _collect_central(ctx, scope, skipped, waiter)
         status = "succeeded" if result.ok else "failed"
         if any(o.error == "cancelled" for o in result.failed):
             status = "cancelled"
@@ -237,126 +265,42 @@ def _finish_build(store: Store, experiment_id: str, status: str) -> None:
         ledger.close()
 
 
-def _run_with_luigi(ctx: BuildContext, to_run: list[PlannedStep], jobs: int) -> None:
-    """Hand the steps to luigi in topological chunks, one ``luigi.build`` per chunk.
+def _collect_central(
+    ctx: BuildContext, scope: list[PlannedStep], skipped: list[StepOutcome], waiter: Waiter | None
+) -> BuildResult:
+    """What became of ``scope``, whichever process ran each step (read from the store and ledger)."""
+    assert waiter is not None
+    failed_runs, blocked = waiter.failures()
+    from nemoflow.progress import latest_statuses
 
-    luigi's scheduler scans every pending task on each hand-out, which is quadratic in the
-    number of tasks it holds; a bounded chunk at a time keeps a build linear. Only each
-    chunk's sinks are handed over: luigi finds the rest through ``requires``, stopping at
-    steps already complete.
-    """
-    with warnings.catch_warnings():  # luigi warns about its own defaults on import; nemoflow pins them
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import luigi
-
-    from nemoflow.tasks import StepTask, group_task, task_for
-
-    _pin_luigi_config(ctx.max_concurrent)
-    StepTask.context = ctx
-    # In-process steps on one worker are cheap: luigi gets one task per chunk, which runs the
-    # chunk's steps in order. Otherwise every step is its own task, so workers share them.
-    grouped = ctx.direct and jobs == 1
-    blocked: set[str] = set()  # failed in this build, or downstream of a failure
-    luigi_log = _luigi_log_handler(luigi_log_path(ctx.store, ctx.experiment_id))
-    try:
-        for chunk in _chunks(to_run, blocked, size=GROUP if grouped else max(CHUNK, 4 * jobs)):
-            tasks = [group_task(chunk)] if grouped else [task_for(s.key, s.name) for s in _sinks(chunk)]
-            luigi.build(tasks, local_scheduler=True, workers=max(1, jobs), detailed_summary=True, no_lock=True)
-            blocked.update(s.name for s in chunk if not ctx.is_done(s))
-    finally:
-        StepTask.context = None
-        logging.getLogger("luigi-interface").removeHandler(luigi_log)
-        luigi_log.close()
-        if ctx._ledger is not None:
-            ctx._ledger.close()
-            ctx._ledger = None
-
-
-CHUNK = 100  # steps per luigi.build when each step is a task: luigi's hand-out scans them all
-GROUP = 1000  # steps per luigi.build (and per task) when a chunk is one task
-
-
-def luigi_log_path(store: Store, experiment_id: str) -> Path:
-    """Where luigi's own warnings and errors of one build go (the terminal stays quiet)."""
-    return store.root / ".logs" / f"{experiment_id}.luigi.log"
-
-
-def _luigi_log_handler(path: Path) -> logging.Handler:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, delay=True)  # the file appears only if luigi complains
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("luigi-interface").addHandler(handler)
-    return handler
-
-
-def _chunks(steps: list[PlannedStep], blocked: set[str], *, size: int) -> Iterator[list[PlannedStep]]:
-    """Consecutive runs of ``steps`` (in plan order), leaving out what a failure blocks.
-
-    ``blocked`` grows while the caller builds each chunk, so it is read lazily.
-    """
-    chunk: list[PlannedStep] = []
-    for step in steps:
-        if any(up in blocked for up in step.upstream) or any(up in blocked for up in step.after):
-            blocked.add(step.name)
+    latest = latest_statuses(ctx.ledger(), [s.key for s in scope], ctx.started)
+    result = BuildResult(skipped=skipped, experiment_id=ctx.experiment_id)
+    by_name = ctx.plan.steps
+    for step in scope:
+        run = latest.get(step.key)
+        seconds = round(run["ended"] - run["started"], 3) if run and run.get("ended") else None
+        if ctx.is_done(step):
+            result.ran.append(StepOutcome(step.name, step.key, step.reason.value, seconds=seconds))
             continue
-        chunk.append(step)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _sinks(chunk: list[PlannedStep]) -> list[PlannedStep]:
-    """The steps of a chunk that no other step of the chunk depends on (or runs before)."""
-    needed = {up for step in chunk for up in step.upstream}
-    needed.update(up for step in chunk for up in step.after)
-    return [step for step in chunk if step.name not in needed]
-
-
-def _pin_luigi_config(max_concurrent: int | None = None) -> None:
-    """Ignore any stray luigi.cfg: nemoflow decides how luigi behaves.
-
-    ``max_concurrent`` becomes the amount of the resource every step task holds while it runs.
-    """
-    from luigi.configuration import get_config
-
-    from nemoflow.tasks import STEP_RESOURCE
-
-    config = get_config()
-    for section in config.sections():
-        config.remove_section(section)
-    settings = {
-        "core": {"parallel_scheduling": "false", "autoload_range": "false", "no_configure_logging": "true"},
-        "worker": {
-            "keep_alive": "false",
-            "check_unfulfilled_deps": "true",
-            "retry_external_tasks": "false",
-            "force_multiprocessing": "false",
-            "wait_interval": "0.1",
-            # luigi's SIGUSR1 handler can only be installed from the main thread; a build in another
-            # thread (a notebook, a test) goes without it
-            "no_install_shutdown_handler": str(threading.current_thread() is not threading.main_thread()).lower(),
-        },
-        "scheduler": {
-            "record_task_history": "false",
-            "retry_count": "0",
-            "retry_delay": "0",
-            "prune_on_get_work": "false",
-        },
-    }
-    if max_concurrent:
-        settings["resources"] = {STEP_RESOURCE: str(max_concurrent)}
-    for section, values in settings.items():
-        config.add_section(section)
-        for option, value in values.items():
-            config.set(section, option, value)
-    debug = bool(os.environ.get("NEMOFLOW_DEBUG"))
-    for name in ("luigi", "luigi-interface", "luigi.scheduler"):
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.DEBUG if debug else logging.WARNING)
-        logger.propagate = debug  # its warnings go to the build's luigi log, not the terminal
+        if step.key in failed_runs:
+            row = failed_runs[step.key]
+            error = row.get("error") or row.get("status") or "failed"
+            exit_code = row.get("exit_code")
+        elif step.name in blocked:
+            ups = [up for up in (*step.upstream, *step.after) if up in blocked and up in by_name]
+            error, exit_code = f"not run: upstream {', '.join(ups)} failed", None
+        elif waiter.timed_out:
+            error, exit_code = "not run: timed out waiting for a worker to run it (--timeout)", None
+        else:
+            log = luigi_log_path(ctx.store, ctx.experiment_id)
+            error, exit_code = f"not run: luigi did not hand it out (see {log})", None
+        result.failed.append(
+            StepOutcome(step.name, step.key, step.reason.value, error=error, exit_code=exit_code, seconds=seconds)
+        )
+    if ctx._ledger is not None:
+        ctx._ledger.close()
+        ctx._ledger = None
+    return result
 
 
 def _collect(ctx: BuildContext, to_run: list[PlannedStep], skipped: list[StepOutcome]) -> BuildResult:

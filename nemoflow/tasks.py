@@ -97,6 +97,8 @@ class StepTask(luigi.Task):
             if any(up in failed for up in step.upstream) or any(up in failed for up in step.after):
                 failed[step.name] = StepFailed(step.name, "upstream failed")
                 continue
+            if ctx.central and ctx.is_done(step):  # another worker built it since luigid handed it here
+                continue
             try:
                 run_planned_step(ctx, step)
             except StepFailed as exc:

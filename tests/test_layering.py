@@ -33,7 +33,9 @@ LAYERS = [
     "executors",
     "runner",
     "tasks",
+    "luigi_driver",
     "scheduler",
+    "central",
     "api",
     "catalog",
     "cli",
@@ -44,7 +46,7 @@ LAYERS = [
 ALLOWED_UPWARD = {("experiment", "api"), ("experiment", "catalog"), ("config", "api")}
 
 THIRD_PARTY_HOMES = {
-    "luigi": {"tasks", "scheduler"},
+    "luigi": {"tasks", "luigi_driver"},
     "rich": {"cli/render"},
     "rich_argparse": {"cli/parser"},  # help formatting only
     "sqlite_utils": {"ledger"},

@@ -39,12 +39,56 @@ def cmd_build(args: argparse.Namespace) -> int:
         apply_to_experiment(exp, args.overrides)
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.no_run and not args.scheduler:
+        raise UserError("--no-run needs --scheduler URL", hint="without a scheduler nothing else would run the steps")
+    if args.scheduler and args.direct:
+        raise UserError("--direct cannot be used with --scheduler")
     plan = make_plan(exp, _store(args), force=args.force, until=args.until, salt=args.salt)
     if args.dry_run:
         render.plan(plan, as_json=args.json)
         return 0
+    central = {}
+    if args.scheduler:
+        from nemoflow.central import check_reachable
+
+        check_reachable(args.scheduler)
+        central = {"scheduler_url": args.scheduler, "register_only": args.no_run, "timeout": args.timeout}
     with render.progress_display(enabled=not args.json and not args.tail_logs) as progress:
-        result = run_plan(plan, jobs=args.jobs, direct=args.direct, tail_logs=args.tail_logs, progress=progress)
+        result = run_plan(
+            plan, jobs=args.jobs, direct=args.direct, tail_logs=args.tail_logs, progress=progress, **central
+        )
+    render.build_result(result, as_json=args.json, seconds=time.perf_counter() - started)
+    return 0 if result.ok else 1
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from nemoflow.central import LuigidSettings, run_luigid
+
+    settings = LuigidSettings(worker_disconnect_delay=args.worker_disconnect_delay, retry_delay=args.retry_delay)
+    return run_luigid(_store(args), args.host, args.port, settings)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from nemoflow.central import check_reachable
+    from nemoflow.cli import render
+    from nemoflow.pipeline_file import load_pipeline
+    from nemoflow.plan import make_plan
+    from nemoflow.scheduler import run_plan
+
+    started = time.perf_counter()
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    check_reachable(args.scheduler)
+    plan = make_plan(load_pipeline(args.pipeline), _store(args), salt=args.salt)
+    with render.progress_display(enabled=not args.json) as progress:
+        result = run_plan(
+            plan,
+            jobs=args.jobs,
+            progress=progress,
+            scheduler_url=args.scheduler,
+            executor_filter=args.executor,
+            timeout=args.timeout,
+        )
     render.build_result(result, as_json=args.json, seconds=time.perf_counter() - started)
     return 0 if result.ok else 1
 

@@ -23,6 +23,8 @@ def build_parser(*, rich_help: bool = True) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (
         _add_build,
+        _add_scheduler,
+        _add_worker,
         _add_status,
         _add_experiments,
         _add_logs,
@@ -83,8 +85,79 @@ def _add_build(sub: Any, formatter: type) -> None:
     build.add_argument("--direct", action="store_true", help="run Python steps inside the build process (no isolation)")
     build.add_argument("--tail-logs", action="store_true", help="stream each step's output while it runs")
     build.add_argument("--salt", default="", help="a version string mixed into every key")
+    build.add_argument(
+        "--scheduler",
+        metavar="URL",
+        default=None,
+        help="register the steps with this luigi central scheduler (nemoflow scheduler) and run them there",
+    )
+    build.add_argument(
+        "--no-run",
+        action="store_true",
+        help="with --scheduler: run nothing here, register the steps and wait for workers to build them",
+    )
+    _timeout_option(build)
     _store_option(build)
     build.set_defaults(handler=commands.cmd_build)
+
+
+def _add_scheduler(sub: Any, formatter: type) -> None:
+    scheduler = sub.add_parser(
+        "scheduler",
+        help="run luigi's central scheduler (luigid) for builds and workers",
+        formatter_class=formatter,
+        description="Run luigid in the foreground, its state, logs and config under <store>/.luigid/. "
+        "It has no authentication: it listens on 127.0.0.1 unless --host says otherwise.",
+    )
+    scheduler.add_argument("--port", type=int, default=8082, help="port to listen on")
+    scheduler.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on; anything but loopback is open to the network"
+    )
+    scheduler.add_argument(
+        "--worker-disconnect-delay",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a worker silent this long is gone; its running step is handed out again",
+    )
+    scheduler.add_argument(
+        "--retry-delay",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a failed step (or one whose worker is gone) is handed out again after this long",
+    )
+    _store_option(scheduler)
+    scheduler.set_defaults(handler=commands.cmd_scheduler)
+
+
+def _add_worker(sub: Any, formatter: type) -> None:
+    worker = sub.add_parser(
+        "worker",
+        help="run one executor's steps of a pipeline, as luigid hands them out",
+        formatter_class=formatter,
+        description="Register the pipeline's steps with the central scheduler and run those whose executor is "
+        "--executor (a step without one is local); exits when none of them is left pending.",
+    )
+    worker.add_argument("pipeline", help="pipeline file")
+    worker.add_argument("--executor", required=True, metavar="NAME", help="run only steps of this executor")
+    worker.add_argument("--scheduler", required=True, metavar="URL", help="the luigi central scheduler")
+    worker.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run up to N steps at once")
+    worker.add_argument("--salt", default="", help="a version string mixed into every key (as the build's)")
+    worker.add_argument("--json", action="store_true", help="print one JSON object (ran / skipped / failed) last")
+    _timeout_option(worker)
+    _store_option(worker)
+    worker.set_defaults(handler=commands.cmd_worker)
+
+
+def _timeout_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with a scheduler: give up waiting after this long (default: wait)",
+    )
 
 
 def _add_status(sub: Any, formatter: type) -> None:

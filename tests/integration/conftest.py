@@ -1,0 +1,8 @@
+"""Integration tests run real services; they share the helpers of the tests folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
