@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
+import re
 import sys
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -39,6 +41,24 @@ class LuigidSettings:
     worker_disconnect_delay: float = 60.0  # seconds without a ping before a worker counts as gone
     retry_delay: float = 60.0  # seconds before a failed (or orphaned, its worker gone) step is handed out again
     remove_delay: float = 600.0  # seconds a finished task stays listed once no worker holds it
+    # luigi resources and their capacity, for every build and worker of this scheduler: ``executor_<name>``
+    # caps the running steps of one executor, ``nemoflow_steps`` all running steps (see nemoflow.tasks)
+    resources: tuple[tuple[str, int], ...] = ()
+
+
+RESOURCE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def parse_resource(text: str) -> tuple[str, int]:
+    """``NAME=N`` (``--resource``) as ``(NAME, N)``; N is a whole number, 0 or more."""
+    name, sep, amount = text.partition("=")
+    name, amount = name.strip(), amount.strip()
+    if not sep or not RESOURCE_NAME.fullmatch(name) or not amount.isdigit():
+        raise UserError(
+            f"--resource {text!r} is not NAME=N",
+            hint="e.g. --resource executor_local=2 (NAME of letters, digits, _ . -; N a whole number)",
+        )
+    return name, int(amount)
 
 
 def luigid_dir(store: Store) -> Path:
@@ -91,6 +111,11 @@ def write_config(folder: Path, settings: LuigidSettings = LuigidSettings()) -> P
     ]
     if history:
         lines += ["[task_history]", f"db_connection = sqlite:///{folder / HISTORY_NAME}"]
+    if settings.resources:
+        # luigid reads the capacity of each resource from here; a resource it does not list counts
+        # as having capacity 1 (luigi's Scheduler._has_resources), so nemoflow's tasks ask only for
+        # resources the scheduler lists (nemoflow.luigi_driver asks luigid's resource_list)
+        lines += ["[resources]", *(f"{name} = {amount}" for name, amount in settings.resources)]
     path = folder / CONFIG_NAME
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -152,6 +177,13 @@ def run_luigid(store: Store, host: str, port: int, settings: LuigidSettings, *, 
             flush=True,
         )
     proc = subprocess.Popen(luigid_command(folder, host, port), cwd=folder, env=luigid_env(config))
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (kill, systemd, a test's terminate) stops luigid as Ctrl-C does, not leave it orphaned
+    main = threading.current_thread() is threading.main_thread()  # only there may handlers change
+    previous = signal.signal(signal.SIGTERM, interrupt) if main else None
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -161,6 +193,9 @@ def run_luigid(store: Store, host: str, port: int, settings: LuigidSettings, *, 
         except subprocess.TimeoutExpired:
             proc.kill()
             return proc.wait()
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def check_reachable(url: str, timeout: float = 5.0) -> None:

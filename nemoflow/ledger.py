@@ -101,8 +101,21 @@ class Ledger:
         self.db = sqlite_utils.Database(self.path)
         self.db.execute("PRAGMA busy_timeout = 30000")
         self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.enable_wal()
+        self._enable_wal()
         self._ensure_schema()
+
+    def _enable_wal(self) -> None:
+        """Switch a new ledger to WAL. SQLite answers "database is locked" at once, without the busy
+        timeout, when another process opens the same new file at the same moment: retry a while."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.db.enable_wal()  # a no-op once the file is in WAL mode
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _ensure_schema(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]

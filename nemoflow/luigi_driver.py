@@ -87,9 +87,15 @@ def _run_central(
     the ledger, not from luigid), or until ``timeout``.
     """
     import luigi
+    import luigi.rpc
 
     from nemoflow.tasks import task_for
 
+    # which resources luigid caps (StepTask.resources asks only for those); this build's own
+    # max_concurrent caps this process's luigi workers, luigid's nemoflow_steps all of them
+    ctx.scheduler_resources = frozenset(r["name"] for r in luigi.rpc.RemoteScheduler(url).resource_list())
+    if ctx.max_concurrent:
+        jobs = min(jobs, ctx.max_concurrent)
     tasks = {}
     for step in to_run:
         task = task_for(step.key, step.name)
@@ -245,7 +251,12 @@ def _pin_luigi_config(max_concurrent: int | None = None, *, central: bool = Fals
     }
     if central:
         settings["worker"].update(keep_alive="true", wait_interval="0.5", wait_jitter="0.5", ping_interval="1.0")
-        settings["core"].update({"rpc-retry-attempts": "3", "rpc-retry-wait": "2", "rpc-connect-timeout": "10"})
+        # luigi's RemoteScheduler retries each call (add_task, get_work, ping) rpc-retry-attempts
+        # times, rpc-retry-wait seconds apart (integer seconds), then raises RPCError, which ends
+        # the worker and the build. 16 x 2 s rides out about 30 s without luigid: a restart (SIGTERM
+        # writes its state file, the new one reads it) loses nothing. A luigid gone for good still
+        # fails the process after that; the up-front check_reachable keeps the first contact fast.
+        settings["core"].update({"rpc-retry-attempts": "16", "rpc-retry-wait": "2", "rpc-connect-timeout": "10"})
     if max_concurrent:
         settings["resources"] = {STEP_RESOURCE: str(max_concurrent)}
     for section, values in settings.items():

@@ -47,6 +47,7 @@ class BuildContext:
     central: bool = False  # luigid hands out the steps: other processes build the same plan
     executor_filter: str | None = None  # run only steps of this executor (``nemoflow worker``)
     register_only: bool = False  # run nothing here: register the steps and wait (``--no-run``)
+    scheduler_resources: frozenset[str] = frozenset()  # (central) the luigi resources luigid lists
     _ledger: Ledger | None = field(default=None, repr=False)
     _ledger_pid: int = field(default=0, repr=False)
 

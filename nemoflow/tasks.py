@@ -14,10 +14,15 @@ import luigi
 
 from nemoflow.errors import StepFailed
 from nemoflow.plan import PlannedStep
-from nemoflow.runner import BuildContext, run_planned_step
+from nemoflow.runner import BuildContext, executor_name, run_planned_step
 
 _SEP = ","
 STEP_RESOURCE = "nemoflow_steps"  # luigi resource that caps running steps (``max_concurrent``)
+
+
+def executor_resource(executor: str) -> str:
+    """The luigi resource that caps the running steps of one executor on luigid."""
+    return f"executor_{executor}"
 
 
 class StepTask(luigi.Task):
@@ -53,9 +58,21 @@ class StepTask(luigi.Task):
 
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
-        """One unit of ``STEP_RESOURCE`` per running task when the build caps running steps."""
+        """The luigi resources a running task holds one unit of.
+
+        Local scheduler: ``STEP_RESOURCE`` when the build caps running steps (``max_concurrent``).
+        Central (luigid): ``STEP_RESOURCE`` and ``executor_<name>`` (the step's executor), each only
+        when luigid lists it (``nemoflow scheduler --resource NAME=N``). luigid gives a resource it
+        does not list a capacity of 1, not unlimited (``Scheduler._has_resources``), so asking for
+        one it lacks would run a single step at a time.
+        """
         ctx = type(self).context
-        return {STEP_RESOURCE: 1} if ctx is not None and ctx.max_concurrent else {}
+        if ctx is None:
+            return {}
+        if not ctx.central:
+            return {STEP_RESOURCE: 1} if ctx.max_concurrent else {}
+        wanted = [STEP_RESOURCE, *{executor_resource(executor_name(step)) for step in self.planned()}]
+        return {name: 1 for name in wanted if name in ctx.scheduler_resources}
 
     def requires(self) -> list[StepTask]:
         """The upstream steps that this build runs too, outside this task's own group.

@@ -62,9 +62,14 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    from nemoflow.central import LuigidSettings, run_luigid
+    from nemoflow.central import LuigidSettings, parse_resource, run_luigid
 
-    settings = LuigidSettings(worker_disconnect_delay=args.worker_disconnect_delay, retry_delay=args.retry_delay)
+    resources = dict(parse_resource(text) for text in args.resource)  # the last NAME=N of a name counts
+    settings = LuigidSettings(
+        worker_disconnect_delay=args.worker_disconnect_delay,
+        retry_delay=args.retry_delay,
+        resources=tuple(resources.items()),
+    )
     return run_luigid(_store(args), args.host, args.port, settings)
 
 

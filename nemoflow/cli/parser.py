@@ -127,6 +127,14 @@ def _add_scheduler(sub: Any, formatter: type) -> None:
         metavar="SECONDS",
         help="a failed step (or one whose worker is gone) is handed out again after this long",
     )
+    scheduler.add_argument(
+        "--resource",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="a luigi resource and its capacity (repeatable): executor_<name>=N runs at most N steps of that "
+        "executor at once, nemoflow_steps=N at most N steps in all, across every build and worker",
+    )
     _store_option(scheduler)
     scheduler.set_defaults(handler=commands.cmd_scheduler)
 

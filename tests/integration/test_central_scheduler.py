@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -433,3 +434,167 @@ def test_task_history_goes_to_sqlite_under_the_store_when_sqlalchemy_1_is_there(
     monkeypatch.setattr(central, "history_available", lambda: False)
     config = write_config(tmp_path / ".luigid").read_text()
     assert "record_task_history = false" in config and "[task_history]" not in config
+
+
+GATED = textwrap.dedent("""
+    import os, time
+    from pathlib import Path
+    import nemoflow
+
+    def quick(tag: str, up: str | None = None) -> str:
+        text = tag + ("<" + open(up).read() if up else "")
+        (nemoflow.output_dir() / "out.txt").write_text(text)
+        return text
+
+    def gated(upstream: str, gate: str, marker: str) -> str:
+        Path(marker).write_text(str(os.getpid()))
+        while Path(gate).exists():      # held open by the test
+            time.sleep(0.05)
+        (nemoflow.output_dir() / "out.txt").write_text("g<" + open(upstream).read())
+        return "g"
+
+    def pipeline():
+        exp = nemoflow.Experiment("restarted")
+        a = exp.add(nemoflow.Partial(quick, tag="a"), name="a")
+        g = exp.add(nemoflow.Partial(gated, upstream=a.output("out.txt"), gate=GATE, marker=MARKER), name="g")
+        exp.add(nemoflow.Partial(quick, tag="z", up=g.output("out.txt")), name="z")
+        return exp
+""")
+
+
+OUTAGE = 8.0  # seconds without luigid: longer than luigi's RPC retries would wait by themselves
+# a worker silent for longer than worker_disconnect_delay counts as gone once luigid is back, and
+# its running step is handed out again: in this test (as with the default 60 s) the outage is shorter
+OUTAGE_DISCONNECT_DELAY = 30.0
+
+
+def _start_luigid(folder: Path, port: int, log_name: str, disconnect_delay: float) -> subprocess.Popen[Any]:
+    """luigid on ``port`` with its config, state and logs under ``folder``; answers when this returns."""
+    config = write_config(folder, LuigidSettings(worker_disconnect_delay=disconnect_delay, retry_delay=1))
+    with (folder / log_name).open("w") as log:
+        proc = subprocess.Popen(
+            luigid_command(folder, "127.0.0.1", port), cwd=folder, env=luigid_env(config), stdout=log, stderr=log
+        )
+    _wait_answers(f"http://127.0.0.1:{port}", proc)
+    return proc
+
+
+def test_a_restarted_luigid_with_its_state_lets_the_build_and_workers_finish(tmp_path: Path) -> None:
+    folder, luigid_folder = tmp_path / "central", tmp_path / "luigid"
+    folder.mkdir()
+    gate, marker = tmp_path / "gate", tmp_path / "marker"
+    (folder / "p.py").write_text(f"GATE = {str(gate)!r}\nMARKER = {str(marker)!r}\n" + GATED)
+    gate.write_text("closed")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    first = _start_luigid(luigid_folder, port, "first.out", OUTAGE_DISCONNECT_DELAY)
+    second = None
+    args = ("--scheduler", url, "--json", "--timeout", "80")
+    build = _start(folder, "build", "p.py", "--no-run", *args, name="build")
+    worker = None
+    try:
+        deadline = time.time() + WAIT
+        # the worker starts once the build has registered the steps: two processes opening a new
+        # ledger at the same moment can meet "database is locked" (ledger.py's enable_wal)
+        while len(_api(url, "task_list", {"status": "PENDING"})) < 3:
+            assert build.poll() is None and time.time() < deadline, "the build did not register the steps"
+            time.sleep(0.1)
+        worker = _start(folder, "worker", "p.py", "--executor", "local", *args, name="worker")
+        while not marker.exists():
+            assert time.time() < deadline, "step g never started"
+            assert worker.poll() is None and build.poll() is None, "the worker or the build ended before g started"
+            time.sleep(0.05)
+        state = luigid_folder / "state.pickle"
+        assert not state.exists()
+        first.terminate()  # SIGTERM: luigid writes its state file on the way out
+        first.wait(timeout=30)
+        assert state.is_file(), "luigid saved its state"
+        time.sleep(OUTAGE)  # the build and the worker meet a scheduler that is gone, and retry
+        second = _start_luigid(luigid_folder, port, "second.out", OUTAGE_DISCONNECT_DELAY)
+        gate.unlink()
+        result = _finish(build, folder, "build")
+        worked = _finish(worker, folder, "worker")
+        done = _api(url, "task_list", {"status": "DONE"})
+    finally:
+        for proc in (worker, build, first, second):
+            if proc is not None:
+                _stop(proc)
+    assert result["failed"] == [] and names(result["ran"]) == {"a", "g", "z"}
+    assert worked["failed"] == [] and names(worked["ran"]) == {"a", "g", "z"}
+    runs = _runs(folder)
+    assert sorted(r["step"] for r in runs) == ["a", "g", "z"], "each step ran exactly once"
+    assert {r["status"] for r in runs} == {"succeeded"}
+    assert {r["pid"] for r in runs} == {worker.pid}
+    for step in ("a", "g", "z"):
+        [target] = (folder / "targets" / step).iterdir()
+        assert (target / "nemoflow.json").is_file()
+    assert (next((folder / "targets" / "z").iterdir()) / "out.txt").read_text() == "z<g<a"
+    assert {t["params"]["step"] for t in done.values()} == {"a", "g", "z"}, "the new luigid knows the steps are done"
+
+
+FOUR = textwrap.dedent("""
+    import time
+    import nemoflow
+
+    def step(tag: str) -> str:
+        time.sleep(1.0)
+        (nemoflow.output_dir() / "out.txt").write_text(tag)
+        return tag
+
+    def pipeline():
+        exp = nemoflow.Experiment("capped")
+        for tag in "pqrs":
+            exp.add(nemoflow.Partial(step, tag=tag), name=tag)
+        return exp
+""")
+
+
+def test_an_executor_resource_on_luigid_caps_its_steps_across_workers(tmp_path: Path) -> None:
+    folder = tmp_path / "central"
+    folder.mkdir()
+    (folder / "p.py").write_text(FOUR)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start(
+        tmp_path, "scheduler", "--port", str(port), "--store", "luigid-store", "--resource", "executor_local=1",
+        name="scheduler",
+    )  # fmt: skip
+    args = ("worker", "p.py", "--executor", "local", "--scheduler", url, "--jobs", "2", "--json", "--timeout", "60")
+    workers = []
+    try:
+        _wait_answers(url, proc)
+        config = (tmp_path / "luigid-store" / ".luigid" / "luigid.cfg").read_text()
+        assert "[resources]\nexecutor_local = 1\n" in config
+        assert [(r["name"], r["num_total"]) for r in _api(url, "resource_list")] == [("executor_local", 1)]
+        workers = [_start(folder, *args, name=f"w{i}") for i in range(2)]
+        for i, worker in enumerate(workers):
+            _finish(worker, folder, f"w{i}")
+    finally:
+        for p in (*workers, proc):
+            _stop(p)
+    runs = _runs(folder)
+    assert sorted(r["step"] for r in runs) == list("pqrs"), "each step ran exactly once"
+    assert {r["status"] for r in runs} == {"succeeded"}
+    spans = sorted((r["started"], r["ended"]) for r in runs)
+    for (_, ended), (started, _) in itertools.pairwise(spans):
+        assert started >= ended - 0.05, f"two local steps overlapped: {spans}"
+    for step in "pqrs":
+        [target] = (folder / "targets" / step).iterdir()
+        assert (target / "out.txt").read_text() == step
+    with pytest.raises(OSError):  # SIGTERM to `nemoflow scheduler` stopped its luigid too
+        _api(url, "task_list", {"status": "DONE"})
+
+
+def test_resources_are_checked_and_written_to_luigids_config(tmp_path: Path) -> None:
+    from nemoflow.central import parse_resource
+    from nemoflow.errors import UserError
+
+    assert parse_resource("executor_local=2") == ("executor_local", 2)
+    assert parse_resource(" nemoflow_steps = 0 ") == ("nemoflow_steps", 0)
+    for bad in ("executor_local", "executor_local=-1", "=3", "a b=1", "x=1.5"):
+        with pytest.raises(UserError):
+            parse_resource(bad)
+    settings = LuigidSettings(resources=(("executor_local", 2), ("nemoflow_steps", 5)))
+    config = write_config(tmp_path / ".luigid", settings).read_text()
+    assert config.endswith("[resources]\nexecutor_local = 2\nnemoflow_steps = 5\n")
+    assert "[resources]" not in write_config(tmp_path / ".luigid").read_text()
