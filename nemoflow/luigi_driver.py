@@ -42,7 +42,7 @@ def run_with_luigi(
         warnings.simplefilter("ignore", DeprecationWarning)
         import luigi
 
-    from nemoflow.tasks import StepTask, group_task, task_for
+    from nemoflow.tasks import StepTask, group_task, task_of
 
     _pin_luigi_config(ctx.max_concurrent, central=scheduler_url is not None)
     StepTask.context = ctx
@@ -61,7 +61,7 @@ def run_with_luigi(
     luigi_log = _luigi_log_handler(luigi_log_path(ctx.store, ctx.experiment_id))
     try:
         for chunk in _chunks(to_run, blocked, size=GROUP if grouped else max(CHUNK, 4 * jobs)):
-            tasks = [group_task(chunk)] if grouped else [task_for(s.key, s.name) for s in _sinks(chunk)]
+            tasks = [group_task(chunk)] if grouped else [task_of(s) for s in _sinks(chunk)]
             luigi.build(tasks, local_scheduler=True, workers=max(1, jobs), detailed_summary=True, no_lock=True)
             blocked.update(s.name for s in chunk if not ctx.is_done(s))
     finally:
@@ -89,7 +89,7 @@ def _run_central(
     import luigi
     import luigi.rpc
 
-    from nemoflow.tasks import task_for
+    from nemoflow.tasks import task_of
 
     # which resources luigid caps (StepTask.resources asks only for those); this build's own
     # max_concurrent caps this process's luigi workers, luigid's nemoflow_steps all of them
@@ -98,7 +98,7 @@ def _run_central(
         jobs = min(jobs, ctx.max_concurrent)
     tasks = {}
     for step in to_run:
-        task = task_for(step.key, step.name)
+        task = task_of(step)
         if ctx.runs_here(step):
             task.__dict__.pop("run", None)  # task_for's instances outlive a build in this process
         else:

@@ -28,11 +28,13 @@ def executor_resource(executor: str) -> str:
 class StepTask(luigi.Task):
     """A planned step as luigi sees it: complete when its manifest exists; run builds it.
 
-    The config lives in the plan, looked up by key; ``step`` is only there for display.
+    The config lives in the plan, looked up by key; ``step`` and ``executor`` are only there
+    for display (luigi's visualiser lists them with each task).
     """
 
     key: str = luigi.Parameter()
     step: str = luigi.Parameter(significant=False, default="")
+    executor: str = luigi.Parameter(significant=False, default="")
 
     context: ClassVar[BuildContext | None] = None  # set by the scheduler for the build in progress
 
@@ -82,16 +84,13 @@ class StepTask(luigi.Task):
         steps = self._context().plan.steps
         own = set(self.key.split(_SEP))
         tasks = [
-            task_for(key, name)
+            task_of(steps[name])
             for planned in self.planned()
             for name, key in planned.upstream.items()
             if key not in own and name in steps and steps[name].runs
         ]
         tasks.extend(
-            task_for(steps[name].key, name)
-            for planned in self.planned()
-            for name in planned.after
-            if steps[name].key not in own
+            task_of(steps[name]) for planned in self.planned() for name in planned.after if steps[name].key not in own
         )
         return tasks
 
@@ -125,12 +124,19 @@ class StepTask(luigi.Task):
 
 
 @functools.cache
-def task_for(key: str, step: str) -> StepTask:
+def task_for(key: str, step: str, executor: str = "") -> StepTask:
     """The StepTask of a step, made once: luigi's own instance cache still normalises every parameter."""
-    return StepTask(key=key, step=step)
+    return StepTask(key=key, step=step, executor=executor)
+
+
+def task_of(step: PlannedStep) -> StepTask:
+    """The StepTask of one planned step."""
+    return task_for(step.key, step.name, executor_name(step))
 
 
 def group_task(steps: list[PlannedStep]) -> StepTask:
     """One task that builds ``steps`` (in plan order) in one go."""
-    label = steps[0].name if len(steps) == 1 else f"{steps[0].name}..{steps[-1].name} ({len(steps)} steps)"
-    return task_for(_SEP.join(s.key for s in steps), label)
+    if len(steps) == 1:
+        return task_of(steps[0])
+    label = f"{steps[0].name}..{steps[-1].name} ({len(steps)} steps)"
+    return task_for(_SEP.join(s.key for s in steps), label, "direct")

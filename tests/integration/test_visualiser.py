@@ -191,7 +191,7 @@ def test_chromium_shows_every_step_of_a_running_build(luigid: str, tmp_path: Pat
             cells = row["cells"]
             assert isinstance(cells, list)
             assert cells[1] == "StepTask", cells
-            assert f"step={step}" in cells[2] and "key=" in cells[2], cells
+            assert f"step={step}" in cells[2] and "key=" in cells[2] and "executor=local" in cells[2], cells
             assert listed[step] in cells[0], f"{step} shown as {cells[0]!r}, luigid says {listed[step]}"
 
         ARTIFACTS.mkdir(exist_ok=True)
