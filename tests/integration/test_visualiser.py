@@ -6,6 +6,7 @@ The DOM is read with Chromium's ``--dump-dom`` and a screenshot is saved to ``te
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -145,6 +146,15 @@ def _chromium(*args: str, profile: Path, timeout: float = 60) -> subprocess.Comp
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
+def _graph_edges(url: str) -> set[tuple[str, str]]:
+    """(upstream, downstream) step names of the dependency graph the visualiser draws (its dep_graph API)."""
+    done = central_tests._api(url, "task_list", {"status": "DONE"})
+    last = next(task_id for task_id, task in done.items() if task["params"]["step"] == STEPS[-1])
+    graph = central_tests._api(url, "dep_graph", {"task_id": last})
+    name = {task_id: task["params"]["step"] for task_id, task in graph.items()}
+    return {(name[dep], name[task_id]) for task_id, task in graph.items() for dep in task["deps"]}
+
+
 def _listed(url: str) -> dict[str, str]:
     """Every StepTask luigid knows: step name -> status."""
     listed = {}
@@ -209,6 +219,7 @@ def test_chromium_shows_every_step_of_a_running_build(luigid: str, tmp_path: Pat
         assert result["failed"] == [] and {o["name"] for o in result["ran"]} == set(STEPS)
         central_tests._finish(worker, folder, "w", timeout=WAIT)
         assert _listed(luigid) == dict.fromkeys(STEPS, "DONE")
+        assert _graph_edges(luigid) == set(itertools.pairwise(STEPS)), "the graph view must draw the pipeline's edges"
     finally:
         gate.unlink(missing_ok=True)
         for proc in (worker, build):
