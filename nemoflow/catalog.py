@@ -29,7 +29,7 @@ from nemoflow.plan import apply_plugins
 from nemoflow.scheduler import ledger_path
 from nemoflow.serialize import from_data
 from nemoflow.status import StepStatus
-from nemoflow.store import LOG, METRICS, Store, pid_alive
+from nemoflow.store import LOG, METRICS, Store, process_alive
 
 # ---- finding and reloading runs ---------------------------------------------------------------
 
@@ -59,7 +59,7 @@ def catalog(name: str | None, store: Store) -> list[dict[str, Any]]:
 
 def _with_live_status(row: dict[str, Any]) -> dict[str, Any]:
     """A run still marked running whose build process is gone was interrupted (killed)."""
-    if row.get("status") == "running" and not _alive(row.get("host"), row.get("pid")):
+    if row.get("status") == "running" and not process_alive(row.get("host"), row.get("pid")):
         row["status"] = "interrupted"
     return row
 
@@ -183,7 +183,7 @@ def status(exp: Experiment) -> list[StepStatus]:
         runs = _latest_runs(ledger, experiment_id)
     finally:
         ledger.close()
-    building = row.get("ended") is None and _alive(row.get("host"), row.get("pid"))
+    building = row.get("ended") is None and process_alive(row.get("host"), row.get("pid"))
     rows = []
     for member in members:
         name, key = member["name"], member["key"]
@@ -198,15 +198,8 @@ def _state(run: dict[str, Any] | None, complete: bool, building: bool) -> str:
     if run is None:
         return "done" if complete else ("pending" if building else "not run")
     if run["status"] == "running":
-        return "running" if _alive(run["host"], run["pid"]) else "interrupted"
+        return "running" if process_alive(run["host"], run["pid"]) else "interrupted"
     return "done" if run["status"] == "succeeded" else run["status"]
-
-
-def _alive(host: str | None, pid: int | None) -> bool:
-    """Is this process still there? (On another host: cannot tell, so yes.)"""
-    if host != socket.gethostname() or not pid:
-        return True
-    return pid_alive(pid)
 
 
 def _latest_runs(ledger: Ledger, experiment_id: str) -> dict[str, dict[str, Any]]:
@@ -313,11 +306,11 @@ def follow_logs(exp: Experiment, step: str, *, poll: float = 0.1) -> Iterator[st
 
 def _finished(exp: Experiment, store: Store, member: dict[str, Any], run: dict[str, Any] | None) -> bool:
     if run is not None:
-        return run["status"] != "running" or not _alive(run["host"], run["pid"])
+        return run["status"] != "running" or not process_alive(run["host"], run["pid"])
     if member["reason"] == "up to date":
         return True
     row = metadata(exp)
-    return row.get("ended") is not None or not _alive(row.get("host"), row.get("pid"))
+    return row.get("ended") is not None or not process_alive(row.get("host"), row.get("pid"))
 
 
 def cancel(exp: Experiment, step: str | None = None, *, timeout: float = 30.0) -> list[str]:
@@ -343,13 +336,13 @@ def cancel(exp: Experiment, step: str | None = None, *, timeout: float = 30.0) -
         ]
         # a job outlives no build (it follows its parent), so only a live build's job is signalled:
         # the pid of a job whose build is gone may belong to another process by now
-        stoppable = [run for run in running if _job_pid(run) is not None and _alive(run["host"], run["pid"])]
+        stoppable = [run for run in running if _job_pid(run) is not None and process_alive(run["host"], run["pid"])]
         _signal(stoppable, signal.SIGTERM)
         deadline = time.time() + timeout
         killed = False
         while running:
             for run in running:
-                if not _alive(run["host"], run["pid"]):  # nobody will close it
+                if not process_alive(run["host"], run["pid"]):  # nobody will close it
                     ledger.mark_cancelled(run["id"], "cancelled (its build was gone)")
             still = {r["id"] for r in ledger.runs_in(experiment_id) if r["status"] == "running"}
             running = [run for run in running if run["id"] in still]

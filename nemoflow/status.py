@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from typing import Any
 
 from nemoflow.ledger import Ledger
 from nemoflow.plan import Plan
-from nemoflow.store import pid_alive
+from nemoflow.store import process_alive
 
 
 @dataclass(frozen=True)
@@ -53,16 +52,9 @@ def plan_status(plan: Plan, ledger: Ledger | None) -> list[StepStatus]:
         elif run is not None and run["status"] not in ("succeeded", "running"):
             state = "failed"
         elif run is not None and run["status"] == "running":
-            state = "running" if _alive(run) else "interrupted"
+            state = "running" if process_alive(run.get("host"), run.get("pid")) else "interrupted"
         else:
             state = "pending"
         output = str(plan.store.target_dir(step.name, step.key)) if state == "done" else None
         rows.append(StepStatus(step.name, step.key, state, step.reason.value, output, run))
     return rows
-
-
-def _alive(run: dict[str, Any]) -> bool:
-    """Is the process that started this run still there? (Runs of other hosts: cannot tell, yes.)"""
-    if run.get("host") != socket.gethostname() or not run.get("pid"):
-        return True
-    return pid_alive(run["pid"])

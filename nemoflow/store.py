@@ -234,6 +234,13 @@ def _outputs(workspace: Path) -> list[str]:
     return found
 
 
+def process_alive(host: str | None, pid: int | None) -> bool:
+    """Is the process ``pid`` of ``host`` still there? (On another host, or unknown: cannot tell, so yes.)"""
+    if host != socket.gethostname() or not pid:
+        return True
+    return pid_alive(pid)
+
+
 def pid_alive(pid: int) -> bool:
     """Is process ``pid`` (on this host) still there?"""
     try:
