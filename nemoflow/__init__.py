@@ -35,6 +35,13 @@ _EXPORTS = {
     "run": "nemoflow.api",
     "LocalExecutor": "nemoflow.executors.local",
     "Executor": "nemoflow.executors.base",
+    "DockerExecutor": "nemoflow.executors.docker",
+    "SlurmExecutor": "nemoflow.executors.slurm",
+    "LocalTunnel": "nemoflow.executors.tunnels",
+    "SSHTunnel": "nemoflow.executors.tunnels",
+    "GitArchivePackager": "nemoflow.executors.packagers",
+    "PatternPackager": "nemoflow.executors.packagers",
+    "HybridPackager": "nemoflow.executors.packagers",
     "Store": "nemoflow.store",
     "Ledger": "nemoflow.ledger",
     "audit": "nemoflow.audit",
@@ -67,7 +74,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from nemoflow.config import Config, Partial, Script, build, config, partial
     from nemoflow.errors import BuildFailed, ConfigError, PipelineError, StepFailed, UserError
     from nemoflow.executors.base import Executor
+    from nemoflow.executors.docker import DockerExecutor
     from nemoflow.executors.local import LocalExecutor
+    from nemoflow.executors.packagers import GitArchivePackager, HybridPackager, PatternPackager
+    from nemoflow.executors.slurm import SlurmExecutor
+    from nemoflow.executors.tunnels import LocalTunnel, SSHTunnel
     from nemoflow.experiment import Experiment, Plugin
     from nemoflow.ledger import Ledger
     from nemoflow.pipeline_file import load_pipeline

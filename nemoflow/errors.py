@@ -78,10 +78,6 @@ class StepFailed(NemoflowError):
         self.exit_code = exit_code
 
 
-class ExecutorError(NemoflowError):
-    """An executor could not submit, track or cancel a job."""
-
-
 class BuildFailed(NemoflowError):
     """A build in which at least one step failed; carries the ``BuildResult``."""
 
@@ -99,3 +95,16 @@ def describe_value(value: Any) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{text} ({type(value).__name__})"
+
+
+class ExecutorError(NemoflowError):
+    """A backend (SSH, Slurm, Docker...) refused or failed an operation; the message names the backend's words.
+
+    Args:
+        message: what failed, with the backend's own error text.
+        exit_code: the exit code of the remote command, when one ran.
+    """
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -15,7 +15,8 @@ import sqlite_utils
 from nemoflow.provenance import Environment
 
 # 2: the experiments' run details (module, sys_path, options, host, pid, status, ended); experiment_steps
-SCHEMA_VERSION = 2
+# 3: runs.backend_state, runs.code_digest, runs.details (remote backends: Slurm, Docker)
+SCHEMA_VERSION = 3
 
 _TABLES: dict[str, tuple[dict[str, Any], Any]] = {
     "experiments": (
@@ -75,6 +76,9 @@ _TABLES: dict[str, tuple[dict[str, Any], Any]] = {
             "error": str,
             "environment_id": str,
             "job_id": str,
+            "backend_state": str,  # the backend's own final word (Slurm's COMPLETED / FAILED / TIMEOUT)
+            "code_digest": str,  # the sha256 of the code archive a packager shipped
+            "details": str,  # JSON: where the job lives on its backend (enough to find it again)
         },
         "id",
     ),
@@ -241,10 +245,14 @@ class Ledger:
         with self.db.conn:  # plain SQL on the hot path: sqlite-utils' insert re-reads the schema each call
             self.db.execute(f"insert into runs ({columns}) values ({marks})", list(record.values()))
 
-    def set_job_id(self, run_id: str, job_id: str) -> None:
-        """The backend's id of a run's job (a local subprocess: its pid), so it can be cancelled."""
+    def set_job_id(self, run_id: str, job_id: str, details: dict[str, Any] | None = None) -> None:
+        """The backend's id of a run's job (a local subprocess: its pid), so it can be cancelled or found again."""
+        details = details or {}
         with self.db.conn:
-            self.db.execute("update runs set job_id = ? where id = ?", [job_id, run_id])
+            self.db.execute(
+                "update runs set job_id = ?, code_digest = ?, details = ? where id = ?",
+                [job_id, details.get("code_digest"), json.dumps(details) if details else None, run_id],
+            )
 
     def mark_cancelled(self, run_id: str, error: str = "cancelled") -> None:
         """Close a run nobody will close any more (its worker is gone) as cancelled."""
@@ -264,12 +272,14 @@ class Ledger:
         log_path: str | None = None,
         key: str | None = None,
         artifacts: Iterable[dict[str, Any]] = (),
+        backend_state: str | None = None,
     ) -> None:
         """Close a run, and record its outputs (``path``, ``sha256``, ``size``) in the same transaction."""
         with self.db.conn:
             self.db.execute(
-                "update runs set status = ?, ended = ?, exit_code = ?, error = ?, log_path = ? where id = ?",
-                [status, time.time(), exit_code, error, log_path, run_id],
+                "update runs set status = ?, ended = ?, exit_code = ?, error = ?, log_path = ?,"
+                " backend_state = coalesce(?, backend_state) where id = ?",
+                [status, time.time(), exit_code, error, log_path, backend_state, run_id],
             )
             if key is not None:
                 self.db.conn.executemany(

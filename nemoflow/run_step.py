@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nemoflow.config import Partial, build, trusted_values
+from nemoflow.config import Partial, Script, build, trusted_values
 from nemoflow.refs import File, StepOutput, StepResult
 from nemoflow.store import METRICS, RESULT_JSON, RESULT_PICKLE, load_result_from
 
@@ -70,8 +70,33 @@ def make_resolver(upstream_dirs: Mapping[str, str], workdir: str) -> Any:
     return resolve
 
 
+def script_command(script: Script, resolve: Any, workdir: str) -> list[str]:
+    """The command line of a Script step, its references resolved and its path made absolute."""
+    command = [str(resolve(a)) if isinstance(a, (File, StepOutput)) else str(a) for a in script.command()]
+    if script.path is not None and not os.path.isabs(script.path):
+        command[1] = os.path.join(workdir, script.path)
+    if command[0] == "python":
+        command[0] = sys.executable
+    return command
+
+
+def run_script(script: Script, *, output: Path, upstream_dirs: Mapping[str, str], workdir: str) -> int:
+    """Run a Script step as a child of this process (on a remote backend); its exit code."""
+    import subprocess
+
+    command = script_command(script, make_resolver(upstream_dirs, workdir), workdir)
+    env = {**os.environ, **script.env, OUTPUT_DIR_ENV: str(output)}
+    sys.stdout.flush()
+    return subprocess.run(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, check=False).returncode
+
+
 def execute_task(task: Any, *, output: Path, upstream_dirs: Mapping[str, str], workdir: str) -> Any:
     """Build and run one step's task in this process, and store its return value in ``output``."""
+    if isinstance(task, Script):
+        code = run_script(task, output=output, upstream_dirs=upstream_dirs, workdir=workdir)
+        if code:
+            raise SystemExit(code)
+        return None
     token = _current_output.set(output)
     try:
         built = build(task, resolve=make_resolver(upstream_dirs, workdir))

@@ -21,8 +21,7 @@ from nemoflow.executors import Executor, Job, JobResult, JobState
 from nemoflow.executors.local import LocalExecutor
 from nemoflow.ledger import Ledger
 from nemoflow.plan import Plan, PlannedStep
-from nemoflow.refs import File, StepOutput
-from nemoflow.run_step import OUTPUT_DIR_ENV, PARENT_PID_ENV, execute_task, make_resolver
+from nemoflow.run_step import OUTPUT_DIR_ENV, PARENT_PID_ENV, execute_task, make_resolver, script_command
 from nemoflow.serialize import to_data
 from nemoflow.store import JOB, LOG, Store
 
@@ -139,14 +138,25 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
     )
     final = ctx.store.target_dir(step.name, step.key)
     ledger.finish_run(
-        run_id, status="succeeded", exit_code=0, log_path=str(final / LOG), key=step.key, artifacts=manifest["files"]
+        run_id,
+        status="succeeded",
+        exit_code=0,
+        log_path=str(final / LOG),
+        key=step.key,
+        artifacts=manifest["files"],
+        backend_state=result.backend_state,
     )
 
 
 def _fail(ctx: BuildContext, step: PlannedStep, workspace: Path, run_id: str, result: JobResult) -> None:
     kept = ctx.store.keep_failed(workspace, step=step.name, key=step.key, run_id=run_id)
     ctx.ledger().finish_run(
-        run_id, status=result.state.value, exit_code=result.exit_code, error=result.error, log_path=str(kept / LOG)
+        run_id,
+        status=result.state.value,
+        exit_code=result.exit_code,
+        error=result.error,
+        log_path=str(kept / LOG),
+        backend_state=result.backend_state,
     )
 
 
@@ -170,10 +180,11 @@ def job_spec(ctx: BuildContext, step: PlannedStep, workspace: Path) -> dict[str,
 def _run_with_executor(
     ctx: BuildContext, step: PlannedStep, workspace: Path, executor: Executor, run_id: str
 ) -> JobResult:
+    spec = job_spec(ctx, step, workspace)
     if isinstance(step.task, Script):
         command, env = _script_command(ctx, step)
     else:
-        (workspace / JOB).write_text(json.dumps(job_spec(ctx, step, workspace), indent=1))
+        (workspace / JOB).write_text(json.dumps(spec, indent=1))
         command = [sys.executable, "-m", "nemoflow.run_step", str(workspace / JOB)]
         env = {PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}  # the log streams as it is written
     job = Job(
@@ -186,12 +197,16 @@ def _run_with_executor(
         env={**env, OUTPUT_DIR_ENV: str(workspace)},
         tail_logs=ctx.tail_logs,
         follows_parent=PARENT_PID_ENV in env,
+        spec=spec,
+        run_id=run_id,
+        experiment_id=ctx.experiment_id,
+        stage_dir=ctx.store.root / ".stage",
     )
     try:
         handle = executor.submit(job)
     except (OSError, ValueError) as exc:
         return JobResult(JobState.FAILED, None, str(exc))
-    ctx.ledger().set_job_id(run_id, handle.job_id)  # from now on `cancel` can find the job
+    ctx.ledger().set_job_id(run_id, handle.job_id, handle.details)  # from now on `cancel` can find the job
     if ctx.store.cancel_requested(ctx.experiment_id, step.name):  # asked while the job was starting
         executor.cancel(handle)
     result = executor.wait(handle)
@@ -216,12 +231,7 @@ def _script_command(ctx: BuildContext, step: PlannedStep) -> tuple[list[str], di
     script = step.task
     assert isinstance(script, Script)
     resolve = make_resolver(ctx.upstream_dirs(step), str(ctx.plan.workdir))
-    command = [str(resolve(a)) if isinstance(a, (File, StepOutput)) else str(a) for a in script.command()]
-    if script.path is not None and not os.path.isabs(script.path):
-        command[1] = os.path.join(ctx.plan.workdir, script.path)
-    if command[0] == "python":
-        command[0] = sys.executable
-    return command, dict(script.env)
+    return script_command(script, resolve, str(ctx.plan.workdir)), dict(script.env)
 
 
 def _run_in_process(ctx: BuildContext, step: PlannedStep, workspace: Path) -> JobResult:

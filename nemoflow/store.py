@@ -26,7 +26,8 @@ METRICS = "metrics.jsonl"
 RESULT_JSON = "result.json"
 RESULT_PICKLE = "result.pkl"
 MANIFEST_FORMAT = 1
-META_FILES = frozenset({MANIFEST, LOG, JOB})  # not outputs: not hashed, not compared
+SBATCH = "nemoflow-sbatch.sh"  # a Slurm step's script, kept with its log
+META_FILES = frozenset({MANIFEST, LOG, JOB, SBATCH})  # not outputs: not hashed, not compared
 _CANCEL_ALL = ".all"  # a step name never starts with "."
 
 

@@ -10,6 +10,8 @@ from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
 
 REGISTRY: dict[str, str] = {
     "local": "nemoflow.executors.local:LocalExecutor",
+    "docker": "nemoflow.executors.docker:DockerExecutor",
+    "slurm": "nemoflow.executors.slurm:SlurmExecutor",
 }
 
 

@@ -35,6 +35,15 @@ class Job:
     env: dict[str, str] = field(default_factory=dict)
     tail_logs: bool = False
     follows_parent: bool = False  # the command ends itself when the build dies (nemoflow.run_step does)
+    spec: dict[str, Any] | None = None  # what `python -m nemoflow.run_step` reads; paths as on this machine
+    run_id: str = ""
+    experiment_id: str = ""
+    stage_dir: Path | None = None  # a build-wide folder where executors may keep packages they stage
+
+    @property
+    def name(self) -> str:
+        """A short, unique and readable name for this job (a Slurm job name, a container name)."""
+        return f"{self.step}-{self.key[:12]}-{self.run_id[-8:]}" if self.run_id else f"{self.step}-{self.key[:12]}"
 
 
 @dataclass
@@ -44,6 +53,7 @@ class Handle:
     job: Job
     job_id: str
     native: Any = None  # the backend's object (a Popen, a container...)
+    details: dict[str, Any] = field(default_factory=dict)  # recorded in the ledger: where the job lives, code digest
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class JobResult:
     state: JobState
     exit_code: int | None = None
     error: str | None = None
+    backend_state: str | None = None  # the backend's own word for it (Slurm's COMPLETED, FAILED, TIMEOUT...)
 
     @property
     def succeeded(self) -> bool:

@@ -6,3 +6,4 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from services import docker_service, slurm_service, sshd_service  # noqa: F401  (session fixtures of .ci/services.sh)

@@ -1,0 +1,240 @@
+"""Run each step as a Slurm job: on the login node (``LocalTunnel``) or from a laptop (``SSHTunnel``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import shlex
+import sys
+import time as _time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+
+from nemoflow.errors import ExecutorError
+from nemoflow.executors import remote
+from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
+from nemoflow.executors.launchers import Launcher
+from nemoflow.executors.packagers import GitArchivePackager, HybridPackager, PatternPackager
+from nemoflow.executors.slurm_poll import SlurmState, poller_for
+from nemoflow.executors.slurm_script import render_script
+from nemoflow.executors.staging import RemotePaths, code_package, remote_spec, run_command, run_env, runtime_package
+from nemoflow.executors.tunnels import LocalTunnel, SSHTunnel
+
+SBATCH_FILE = "nemoflow-sbatch.sh"
+_NOT_FORWARDED = {"NEMOFLOW_PARENT_PID", "NEMOFLOW_OUTPUT_DIR"}  # the job does not follow the build's process
+
+AnyPackager = Annotated[GitArchivePackager | PatternPackager | HybridPackager, pydantic.Field(discriminator="kind")]
+AnyTunnel = Annotated[LocalTunnel | SSHTunnel, pydantic.Field(discriminator="kind")]
+
+
+@dataclass
+class SlurmJob:
+    """What the build knows of one submitted job: where it lives on the cluster."""
+
+    paths: RemotePaths
+    shared: bool
+    script: str
+    code_digest: str | None = None
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "root": self.paths.root,
+            "output_dir": self.paths.output_dir,
+            "shared": self.shared,
+            "code_digest": self.code_digest,
+        }
+
+
+class SlurmExecutor(Executor):
+    """A Slurm job per step, with NeMo Run's fields; ``tunnel`` says how the cluster is reached.
+
+    With a shared filesystem (the default on the login node) the job writes straight into the store;
+    otherwise its inputs are uploaded and its outputs fetched back through the tunnel.
+    """
+
+    account: str | None = None
+    partition: str | None = None
+    qos: str | None = None
+    nodes: int = 1
+    ntasks_per_node: int = 1
+    gpus_per_node: int | None = None
+    gpus_per_task: int | None = None
+    cpus_per_task: int | None = None
+    mem: str | None = None
+    time: str | None = None
+    exclusive: bool | None = None
+    array: str | None = None
+    job_name_prefix: str | None = None
+    additional_parameters: dict[str, Any] = {}
+    dependency_type: Literal["afterok", "afterany"] = "afterok"
+    container_image: str | None = None
+    container_mounts: list[str] = []
+    packager: AnyPackager | None = None
+    launcher: Launcher | None = None
+    tunnel: AnyTunnel = pydantic.Field(default_factory=LocalTunnel)
+    python: str | None = None  # the interpreter on the cluster (default: this one on the login node, python3 over SSH)
+    shared_filesystem: bool | None = None  # the store's paths are the same there (default: True for LocalTunnel)
+    poll_interval: float = 2.0
+
+    # ---- the five verbs -------------------------------------------------------------------------
+    def submit(self, job: Job) -> Handle:
+        return self.submit_after(job, after=())
+
+    def submit_after(self, job: Job, *, after: tuple[str, ...] | list[str]) -> Handle:
+        """Submit ``job`` to start when the Slurm jobs ``after`` end (``dependency_type``)."""
+        slurm_job = self.stage(job, after=after)
+        answer = self._send(job, slurm_job)
+        job_id = answer.strip().splitlines()[-1].split(";")[0] if answer.strip() else ""
+        if not job_id.isdigit():
+            raise ExecutorError(f"sbatch did not give a job id for step {job.step!r}: {answer.strip()!r}")
+        return Handle(job, job_id, native=slurm_job, details={"tunnel": self.tunnel.key, **slurm_job.details()})
+
+    def status(self, handle: Handle) -> JobState:
+        state = poller_for(self.tunnel, self.poll_interval).state(handle.job_id)
+        return state.state if state else JobState.PENDING
+
+    def cancel(self, handle: Handle) -> None:
+        self.tunnel.run(f"scancel {shlex.quote(handle.job_id)}", check=False)
+
+    def logs(self, handle: Handle, follow: bool = False) -> str:
+        slurm_job: SlurmJob = handle.native
+        if slurm_job.shared or not isinstance(self.tunnel, SSHTunnel):
+            return super().logs(handle, follow)
+        return self.tunnel.run(f"cat {shlex.quote(slurm_job.paths.log_file)}", check=False).stdout
+
+    def wait(self, handle: Handle) -> JobResult:
+        try:
+            final = self._follow(handle)
+        except KeyboardInterrupt:
+            self.cancel(handle)
+            print(f"nemoflow: cancelled Slurm job {handle.job_id} (step {handle.job.step!r})", file=sys.stderr)
+            raise
+        return self.collect(handle, final)
+
+    # ---- parts ----------------------------------------------------------------------------------
+    def collect(self, handle: Handle, final: SlurmState) -> JobResult:
+        """Bring the finished job's log and outputs back; its result as the cluster reports it."""
+        slurm_job: SlurmJob = handle.native
+        job = handle.job
+        if not slurm_job.shared:
+            job.log_path.parent.mkdir(parents=True, exist_ok=True)
+            remote.fetch_file(self.tunnel, slurm_job.paths.log_file, job.log_path)
+            if final.state is JobState.SUCCEEDED:
+                remote.fetch_folder(self.tunnel, slurm_job.paths.output_dir, job.output_dir, _stage(job))
+        if final.state is JobState.SUCCEEDED:
+            return JobResult(JobState.SUCCEEDED, 0, backend_state=final.slurm)
+        if final.signal:
+            error = f"Slurm job {handle.job_id} {final.slurm} (signal {final.signal})"
+        else:
+            error = f"Slurm job {handle.job_id} {final.slurm} with exit code {final.exit_code}"
+        return JobResult(final.state, final.exit_code, error, backend_state=final.slurm)
+
+    def _follow(self, handle: Handle) -> SlurmState:
+        poller = poller_for(self.tunnel, self.poll_interval)
+        unseen = 0
+        while True:
+            state = poller.state(handle.job_id)
+            if state is not None and state.state.finished:
+                poller.forget(handle.job_id)
+                return state
+            unseen = unseen + 1 if state is None else 0
+            if unseen * self.poll_interval > 120:  # neither sacct nor squeue knows it
+                return SlurmState("UNKNOWN", JobState.FAILED, None)
+            _time.sleep(self.poll_interval)
+
+    def stage(self, job: Job, *, after: tuple[str, ...] | list[str] = ()) -> SlurmJob:
+        """Where the job goes on the cluster, its packages there, and its sbatch script (saved with its log)."""
+        if job.spec is None:
+            raise ExecutorError(f"step {job.step!r}: SlurmExecutor runs nemoflow steps only (no job spec)")
+        shared = self._shared()
+        job_dir = remote.resolve_home(self.tunnel, self.tunnel.job_dir)
+        root = posixpath.join(job_dir, job.experiment_id or "adhoc", job.name)
+        paths, code_digest = self._paths(job, root, job_dir, shared)
+        env = {k: v for k, v in {**job.env, **self.env_vars}.items() if k not in _NOT_FORWARDED}
+        header = f"nemoflow step {job.step!r}, key {job.key}, run {job.run_id}\nre-submit by hand with: sbatch {root}/{SBATCH_FILE}"
+        script = render_script(
+            self,
+            header=header,
+            job_name=job.name,
+            log_file=str(job.log_path) if shared else paths.log_file,
+            workdir=remote_spec(job.spec, paths)["workdir"],
+            command=run_command(self._python(), paths),
+            env={**run_env(paths), **env},
+            after=list(after),
+            mounts=[f"{root}:{root}"] if self.container_image else [],
+        )
+        (job.output_dir / SBATCH_FILE).write_text(script)
+        return SlurmJob(paths, shared, script, code_digest)
+
+    def _paths(self, job: Job, root: str, job_dir: str, shared: bool) -> tuple[RemotePaths, str | None]:
+        runtime = runtime_package(_stage(job))
+        runtime_dir = posixpath.join(job_dir, ".nemoflow", f"runtime-{runtime.digest[:16]}")
+        remote.ensure_unpacked(self.tunnel, runtime, runtime_dir)
+        mounts: dict[str, str] = {}
+        code = code_package(self.packager, job.cwd, _stage(job))
+        if code is not None:
+            code_dir = posixpath.join(job_dir, ".nemoflow", f"code-{code.digest[:16]}")
+            remote.ensure_unpacked(self.tunnel, code, code_dir)
+            mounts[str(code.local_root)] = code_dir
+        elif not shared:
+            mounts[job.cwd] = posixpath.join(root, "code")
+            pipeline = (job.spec or {}).get("pipeline")
+            if pipeline and not _inside(pipeline["file"], job.cwd):
+                mounts[str(Path(pipeline["file"]).parent)] = posixpath.join(root, "pipeline")
+        digest = code.digest if code else None
+        if shared:
+            return RemotePaths(root, str(job.output_dir), runtime_dir, mounts), digest
+        inputs = {name: posixpath.join(root, "inputs", name) for name in (job.spec or {})["upstream_dirs"]}
+        return RemotePaths(root, posixpath.join(root, "output"), runtime_dir, mounts, inputs), digest
+
+    def _send(self, job: Job, slurm_job: SlurmJob) -> str:
+        paths = slurm_job.paths
+        files = {SBATCH_FILE: slurm_job.script.encode()}
+        files["nemoflow-job.json"] = json.dumps(remote_spec(job.spec or {}, paths), indent=1).encode()
+        folders: dict[str, str] = {}
+        if not slurm_job.shared:
+            folders = {f"inputs/{n}": d for n, d in (job.spec or {})["upstream_dirs"].items()}
+            folders.update(_shipped_code(job, paths))
+        mkdir = f"mkdir -p {shlex.quote(paths.output_dir)}"
+        sbatch = f"sbatch --parsable {shlex.quote(posixpath.join(paths.root, SBATCH_FILE))}"
+        try:
+            return remote.send_bundle(
+                self.tunnel,
+                paths.root,
+                files=files,
+                folders=folders,
+                stage_dir=_stage(job),
+                then=f"{mkdir} && {sbatch}",
+            )
+        except ExecutorError as exc:
+            raise ExecutorError(f"could not submit step {job.step!r} to Slurm: {exc}") from exc
+
+    def _shared(self) -> bool:
+        return self.shared_filesystem if self.shared_filesystem is not None else isinstance(self.tunnel, LocalTunnel)
+
+    def _python(self) -> str:
+        if self.python:
+            return self.python
+        return sys.executable if isinstance(self.tunnel, LocalTunnel) else "python3"
+
+
+def _stage(job: Job) -> Path:
+    return job.stage_dir or job.output_dir.parent
+
+
+def _inside(path: str, folder: str) -> bool:
+    return not os.path.relpath(path, folder).startswith("..")
+
+
+def _shipped_code(job: Job, paths: RemotePaths) -> dict[str, str]:
+    """Without a packager (and no shared filesystem) only the pipeline file travels, next to the job."""
+    pipeline = (job.spec or {}).get("pipeline")
+    if not pipeline:
+        return {}
+    local = pipeline["file"]
+    target = remote_spec(job.spec or {}, paths)["pipeline"]["file"]
+    return {posixpath.relpath(target, paths.root): local}

@@ -1,0 +1,92 @@
+"""The sbatch script of one step: readable, complete, and the same every time for the same inputs."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from nemoflow.executors.launchers import HEAD_NODE_LINES, launch_command
+
+if TYPE_CHECKING:
+    from nemoflow.executors.slurm import SlurmExecutor
+
+
+def sbatch_directives(executor: SlurmExecutor, *, job_name: str, log_file: str, after: Sequence[str] = ()) -> list[str]:
+    """The ``#SBATCH`` lines for ``executor``'s fields (unset fields are left to the cluster's defaults)."""
+    prefix = executor.job_name_prefix or ""
+    options: list[tuple[str, Any]] = [
+        ("job-name", prefix + job_name),
+        ("output", log_file),
+        ("account", executor.account),
+        ("partition", executor.partition),
+        ("qos", executor.qos),
+        ("nodes", executor.nodes),
+        ("ntasks-per-node", executor.ntasks_per_node),
+        ("gpus-per-node", executor.gpus_per_node),
+        ("gpus-per-task", executor.gpus_per_task),
+        ("cpus-per-task", executor.cpus_per_task),
+        ("mem", executor.mem),
+        ("time", executor.time),
+        ("array", executor.array),
+    ]
+    lines = [f"#SBATCH --{name}={value}" for name, value in options if value is not None]
+    if executor.exclusive:
+        lines.append("#SBATCH --exclusive")
+    for name, value in sorted(executor.additional_parameters.items()):
+        flag = name.replace("_", "-")
+        lines.append(f"#SBATCH --{flag}" if value is True else f"#SBATCH --{flag}={value}")
+    if after:
+        lines.append(f"#SBATCH --dependency={executor.dependency_type}:{':'.join(after)}")
+        lines.append("#SBATCH --kill-on-invalid-dep=yes")
+    return lines
+
+
+def srun_command(executor: SlurmExecutor, command: list[str], *, mounts: Sequence[str] = ()) -> list[str]:
+    """``srun`` with the container flags (pyxis) and the launcher around ``command``."""
+    srun = ["srun"]
+    if executor.launcher == "torchrun":
+        srun.append("--ntasks-per-node=1")  # one torchrun per node starts the node's processes
+    if executor.container_image:
+        srun.append(f"--container-image={executor.container_image}")
+        all_mounts = [*executor.container_mounts, *mounts]
+        if all_mounts:
+            srun.append(f"--container-mounts={','.join(all_mounts)}")
+    nproc = executor.gpus_per_node or executor.ntasks_per_node
+    return [*srun, *launch_command(command, executor.launcher, nnodes=executor.nodes, nproc_per_node=nproc)]
+
+
+def render_script(
+    executor: SlurmExecutor,
+    *,
+    header: str,
+    job_name: str,
+    log_file: str,
+    workdir: str,
+    command: list[str],
+    env: Mapping[str, str],
+    after: Sequence[str] = (),
+    mounts: Sequence[str] = (),
+) -> str:
+    """The whole sbatch script: directives, environment, working folder, and the srun line."""
+    lines = ["#!/bin/bash", *(f"# {line}" for line in header.splitlines())]
+    lines += sbatch_directives(executor, job_name=job_name, log_file=log_file, after=after)
+    lines += ["", "set -eo pipefail"]
+    lines += [f"export {name}={_quote_env(value)}" for name, value in sorted(env.items())]
+    lines.append(f"cd {shlex.quote(workdir)}")
+    if executor.launcher == "torchrun":
+        lines += HEAD_NODE_LINES
+    run = srun_command(executor, command, mounts=mounts)
+    lines.append(" ".join(_quote_arg(a) for a in run))
+    return "\n".join(lines) + "\n"
+
+
+def _quote_arg(arg: str) -> str:
+    """Quote for the shell, except the launcher's ``$VARIABLE`` references, which must expand."""
+    if "$" in arg and not any(c in arg for c in " '\"\\;&|`"):
+        return arg
+    return shlex.quote(arg)
+
+
+def _quote_env(value: str) -> str:
+    return shlex.quote(value)

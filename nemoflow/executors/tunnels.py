@@ -1,0 +1,479 @@
+"""Run commands and copy files here or over SSH with one verb set: run, put, get, forward_local.
+
+``SSHTunnel`` uses fabric (the extra ``nemoflow[ssh]``, imported inside functions only). Its connections are
+pooled, one per ``user@host:port`` per process, shared by equal tunnels and closed by :func:`close_all`.
+"""
+
+from __future__ import annotations
+
+import abc
+import atexit
+import contextlib
+import getpass
+import math
+import os
+import re
+import shlex
+import shutil
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import pydantic
+
+from nemoflow.errors import ExecutorError, UserError
+
+T = TypeVar("T")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: Answers password / keyboard-interactive prompts; None means ``getpass.getpass`` when stdin is a terminal,
+#: else no prompting. Tests (or a GUI) may set it. It is asked once per new connection.
+prompt: Callable[[str], str] | None = None
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command printed and how it exited."""
+
+    stdout: str
+    stderr: str
+    exit_code: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class HostKeyError(UserError):
+    """The server's host key is unknown (and not accepted) or differs from the one on file."""
+
+
+class Tunnel(pydantic.BaseModel, abc.ABC):
+    """Where jobs run: the verbs every backend uses, the same on this machine and over SSH."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
+
+    job_dir: str
+
+    @property
+    @abc.abstractmethod
+    def key(self) -> str:
+        """Pool identity: ``"local"`` or ``"user@host:port"``."""
+
+    def connect(self) -> None:
+        """Open (or reuse) the connection; idempotent."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
+    @abc.abstractmethod
+    def expand_path(self, path: str) -> str:
+        """``path`` with a leading ``~`` replaced by the far side's home folder."""
+
+    def run(
+        self,
+        command: str,
+        *,
+        check: bool = True,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        """Run ``command`` through bash on the far side, with ``env`` exported, in ``cwd``.
+
+        Raises:
+            ExecutorError: with ``check`` and a non-zero exit (the message names the host, the command and
+                stderr's last lines; ``.exit_code`` is set), on a timeout, or when the connection fails.
+        """
+        for name in env or {}:
+            if not _ENV_NAME.match(name):
+                raise UserError(f"bad environment variable name {name!r}", hint="use letters, digits and _")
+        result = self._run(command, timeout, dict(env or {}), cwd)
+        if check and not result.ok:
+            tail = "\n".join(result.stderr.strip().splitlines()[-10:])
+            raise ExecutorError(
+                f"command failed on {self.key} (exit {result.exit_code}): {_short(command)}"
+                + (f"\nstderr:\n{tail}" if tail else ""),
+                exit_code=result.exit_code,
+            )
+        return result
+
+    @abc.abstractmethod
+    def _run(self, command: str, timeout: float | None, env: dict[str, str], cwd: str | None) -> CommandResult:
+        """The command's result, whatever its exit code."""
+
+    @abc.abstractmethod
+    def put(self, local: str | os.PathLike[str], remote: str) -> None:
+        """Copy one file to the far side, creating its parent folder."""
+
+    @abc.abstractmethod
+    def get(self, remote: str, local: str | os.PathLike[str]) -> None:
+        """Copy one file from the far side, creating its local parent folder."""
+
+    @abc.abstractmethod
+    def forward_local(
+        self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1"
+    ) -> contextlib.AbstractContextManager[None]:
+        """In the context, 127.0.0.1:``local_port`` accepts connections to the far side's ``remote_host:remote_port``."""
+
+
+class LocalTunnel(Tunnel):
+    """This machine: ``bash -c`` through subprocess, file copies, and a small TCP relay."""
+
+    kind: Literal["local"] = "local"
+    job_dir: str = "~/.nemoflow/jobs"
+
+    @property
+    def key(self) -> str:
+        return "local"
+
+    def expand_path(self, path: str) -> str:
+        return os.path.expanduser(path)
+
+    def _run(self, command: str, timeout: float | None, env: dict[str, str], cwd: str | None) -> CommandResult:
+        where = self.expand_path(cwd) if cwd else None
+        try:
+            done = subprocess.run(
+                ["bash", "-c", command],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=os.environ | env,
+                cwd=where,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ExecutorError(f"command timed out on local after {timeout}s: {_short(command)}") from exc
+        except OSError as exc:  # a missing cwd, or no bash
+            raise ExecutorError(f"cannot run on local: {_short(command)}: {exc}") from exc
+        return CommandResult(done.stdout, done.stderr, done.returncode)
+
+    def put(self, local: str | os.PathLike[str], remote: str) -> None:
+        _copy(Path(local), Path(self.expand_path(remote)))
+
+    def get(self, remote: str, local: str | os.PathLike[str]) -> None:
+        _copy(Path(self.expand_path(remote)), Path(local))
+
+    @contextlib.contextmanager
+    def forward_local(self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1") -> Iterator[None]:
+        """A no-op when the ports are equal and the host is local; else a threaded relay on 127.0.0.1."""
+        if local_port == remote_port and remote_host in LOCAL_HOSTS:
+            yield
+            return
+        with _relay(local_port, lambda _: socket.create_connection((remote_host, remote_port), timeout=10), "local"):
+            yield
+
+
+class SSHTunnel(Tunnel):
+    """A machine reached over SSH; host keys are checked against ``known_hosts``.
+
+    ``run``/``put``/``get`` re-open a dropped connection and retry once. ``run`` repeats a command only when
+    the first attempt failed before the command started (SSHException, EOFError or a socket error while
+    opening the channel); a connection lost while the command ran is reported, never retried.
+    """
+
+    kind: Literal["ssh"] = "ssh"
+    host: str = pydantic.Field(min_length=1)
+    user: str = pydantic.Field(min_length=1)
+    identity: str | None = None
+    port: int = pydantic.Field(default=22, ge=1, le=65535)
+    job_dir: str = "~/.nemoflow/jobs"
+    connect_timeout: float = pydantic.Field(default=30, gt=0)
+    keepalive_interval: int = pydantic.Field(default=30, ge=0)
+    known_hosts: str | None = None
+    accept_new_host_key: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.user}@{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
+
+    def connect(self) -> None:
+        self._conn()
+
+    def close(self) -> None:
+        """Close the pooled connection of this tunnel's key (so: of every equal tunnel)."""
+        with _POOL_LOCK:
+            entry = _POOL.pop(self.key, None)
+        if entry is not None:
+            entry.close()
+
+    def expand_path(self, path: str) -> str:
+        if path != "~" and not path.startswith("~/"):
+            return path
+        entry = self._conn()
+        if entry.home is None:
+            entry.home = self._retrying("echo $HOME", lambda e: self._fabric_run(e, "echo $HOME", None)).stdout.strip()
+        return entry.home + path[1:]
+
+    def _run(self, command: str, timeout: float | None, env: dict[str, str], cwd: str | None) -> CommandResult:
+        script = _script(command, env, cwd)
+        return self._retrying(f"run {_short(command)}", lambda entry: self._fabric_run(entry, script, timeout))
+
+    def put(self, local: str | os.PathLike[str], remote: str) -> None:
+        if not Path(local).is_file():
+            raise ExecutorError(f"cannot put {local} to {self.key}: no such local file")
+        target = self.expand_path(remote)
+        self.run(f"mkdir -p {_quote_path(os.path.dirname(target) or '.')}")
+        self._retrying(f"put {local} -> {target}", lambda entry: entry.conn.put(os.fspath(local), target))
+
+    def get(self, remote: str, local: str | os.PathLike[str]) -> None:
+        source = self.expand_path(remote)
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        self._retrying(f"get {source}", lambda entry: entry.conn.get(source, local=os.fspath(local)))
+
+    @contextlib.contextmanager
+    def forward_local(self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1") -> Iterator[None]:
+        """A relay on 127.0.0.1, listening before the context is entered, that opens one direct-tcpip
+        channel per client (fabric's own forward_local binds in a thread and dies on a refused channel)."""
+        transport = self._conn().conn.transport
+
+        def opener(peer: tuple[str, int]) -> Any:
+            return transport.open_channel(
+                "direct-tcpip", (remote_host, remote_port), peer, timeout=self.connect_timeout
+            )
+
+        with _relay(local_port, opener, self.key):
+            yield
+
+    def _conn(self) -> _Connection:
+        """The pooled, live connection of this key; opened when missing or dropped."""
+        with _POOL_LOCK:
+            if _POOL_PID[0] != os.getpid():  # a forked child: the sockets are the parent's; drop, never close
+                _POOL.clear()
+                _POOL_PID[0] = os.getpid()
+            entry = _POOL.get(self.key)
+            if entry is None or not entry.alive():
+                if entry is not None:
+                    entry.close()
+                _POOL[self.key] = entry = _Connection(_open(self))
+            return entry
+
+    def _retrying(self, what: str, operation: Callable[[_Connection], T]) -> T:
+        """``operation`` on the pooled connection, re-opened and retried once when the connection dropped."""
+        _, paramiko = _ssh()
+        for attempt in (1, 2):
+            entry = self._conn()
+            try:
+                return operation(entry)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                if entry.alive():  # not a transport problem: a missing file, a denied path...
+                    raise ExecutorError(f"{what} failed on {self.key}: {exc}") from exc
+                self.close()
+                if attempt == 2:
+                    raise ExecutorError(f"{what} failed on {self.key}: connection lost twice ({exc})") from exc
+        raise AssertionError("unreachable")
+
+    def _fabric_run(self, entry: _Connection, script: str, timeout: float | None) -> CommandResult:
+        from invoke.exceptions import CommandTimedOut
+
+        try:
+            res = entry.conn.run(
+                f"bash -c {shlex.quote(script)}", hide=True, warn=True, in_stream=False, timeout=timeout
+            )
+        except CommandTimedOut as exc:
+            raise ExecutorError(f"command timed out on {self.key} after {timeout}s: {_short(script)}") from exc
+        if res.exited == -1 and not entry.alive():  # the channel died without an exit status
+            raise ExecutorError(f"connection to {self.key} lost while running (not retried): {_short(script)}")
+        return CommandResult(res.stdout, res.stderr, res.exited)
+
+
+AnyTunnel = Annotated[LocalTunnel | SSHTunnel, pydantic.Field(discriminator="kind")]
+
+
+@dataclass
+class _Connection:
+    """One pooled fabric Connection; ``home`` is the far side's $HOME, looked up once when first needed."""
+
+    conn: Any
+    home: str | None = None
+
+    def alive(self) -> bool:
+        return self.conn.transport is not None and self.conn.transport.is_active()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+_POOL: dict[str, _Connection] = {}
+_POOL_LOCK = threading.RLock()
+_POOL_PID = [os.getpid()]
+
+
+def close_all() -> None:
+    """Close every pooled SSH connection of this process."""
+    with _POOL_LOCK:
+        while _POOL:
+            _POOL.popitem()[1].close()
+
+
+atexit.register(close_all)
+
+
+def _ssh() -> tuple[Any, Any]:
+    """The fabric and paramiko modules (the optional extra ``nemoflow[ssh]``)."""
+    try:
+        import fabric
+        import paramiko
+    except ImportError as exc:
+        raise UserError("SSHTunnel needs fabric", hint="pip install 'nemoflow[ssh]'") from exc
+    return fabric, paramiko
+
+
+def _open(tunnel: SSHTunnel) -> Any:
+    """A new, authenticated fabric Connection with its host key checked."""
+    fabric, paramiko = _ssh()
+    agent = tunnel.identity is None  # with an identity, only that key is tried (like IdentitiesOnly)
+    auth = {"key_filename": os.path.expanduser(tunnel.identity or ""), "allow_agent": agent, "look_for_keys": agent}
+    wait = tunnel.connect_timeout
+    conn = fabric.Connection(
+        tunnel.host,
+        user=tunnel.user,
+        port=tunnel.port,
+        connect_timeout=math.ceil(wait),
+        connect_kwargs={**auth, "banner_timeout": wait, "auth_timeout": wait},
+    )
+    known = os.path.expanduser(tunnel.known_hosts or "~/.ssh/known_hosts")
+    conn.client.set_missing_host_key_policy(_host_key_policy(tunnel, known))
+    if os.path.exists(known):
+        conn.client.load_host_keys(known)
+    try:
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException:
+            raise
+        except paramiko.SSHException as exc:  # no key was accepted: maybe a password or a code is asked
+            _answer_prompts(tunnel, conn, exc)
+    except paramiko.BadHostKeyException as exc:
+        conn.close()
+        raise HostKeyError(
+            f"host key of {tunnel.host}:{tunnel.port} differs from the one in {known}: refused",
+            hint=f"if the server's key changed on purpose: ssh-keygen -R '[{tunnel.host}]:{tunnel.port}' -f {known}",
+        ) from exc
+    except UserError:
+        conn.close()
+        raise
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        conn.close()
+        raise ExecutorError(f"cannot connect to {tunnel.key}: {exc}") from exc
+    conn.transport.set_keepalive(tunnel.keepalive_interval)
+    return conn
+
+
+def _answer_prompts(tunnel: SSHTunnel, conn: Any, exc: Exception) -> None:
+    """After key auth failed: answer keyboard-interactive (or password) prompts, when someone can."""
+    _, paramiko = _ssh()
+    transport = conn.client.get_transport()
+    ask = prompt if prompt is not None else (getpass.getpass if sys.stdin and sys.stdin.isatty() else None)
+    if transport is None or not transport.is_active() or transport.is_authenticated() or ask is None:
+        raise exc
+    try:
+        transport.auth_interactive(tunnel.user, lambda _title, _text, prompts: [ask(p) for p, _echo in prompts])
+    except paramiko.BadAuthenticationType as bad:
+        if "password" not in bad.allowed_types:
+            raise UserError(f"cannot log in to {tunnel.key}: {exc}", hint="check identity= or the ssh agent") from bad
+        try:
+            transport.auth_password(tunnel.user, ask(f"{tunnel.key}'s password: "), fallback=False)
+        except paramiko.AuthenticationException as failed:
+            raise UserError(f"cannot log in to {tunnel.key}: {failed}") from failed
+    except paramiko.AuthenticationException as failed:
+        raise UserError(f"cannot log in to {tunnel.key}: {failed}") from failed
+    conn.transport = transport
+
+
+def _host_key_policy(tunnel: SSHTunnel, known: str) -> Any:
+    """Refuse an unknown host key or, when opted in, append it to ``known`` (never rewrite the file)."""
+    _, paramiko = _ssh()
+
+    class Policy(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+            if not tunnel.accept_new_host_key:
+                raise HostKeyError(
+                    f"host key of {hostname} is not in {known}: refused",
+                    hint=f"check it, then: ssh-keyscan -p {tunnel.port} {tunnel.host} >> {known}, "
+                    "or pass accept_new_host_key=True",
+                )
+            Path(known).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with open(os.open(known, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8") as file:
+                file.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+    return Policy()
+
+
+def _script(command: str, env: dict[str, str], cwd: str | None) -> str:
+    """The bash script that exports ``env``, enters ``cwd`` and runs ``command``."""
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+    if cwd:
+        lines.append(f"cd {_quote_path(cwd)} || exit 1")
+    return "\n".join([*lines, command])
+
+
+def _quote_path(path: str) -> str:
+    """A shell-quoted path whose leading ``~`` still expands."""
+    if path == "~" or path.startswith("~/"):
+        return "~" + (shlex.quote(path[1:]) if len(path) > 1 else "")
+    return shlex.quote(path)
+
+
+def _short(command: str) -> str:
+    return command if len(command) <= 200 else command[:197] + "..."
+
+
+def _copy(source: Path, target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    except OSError as exc:
+        raise ExecutorError(f"cannot copy {source} to {target} (local): {exc}") from exc
+
+
+@contextlib.contextmanager
+def _relay(local_port: int, opener: Callable[[tuple[str, int]], Any], what: str) -> Iterator[None]:
+    """Serve 127.0.0.1:``local_port`` in a thread, piping each client to ``opener(client address)``."""
+    try:
+        server = _RelayServer(("127.0.0.1", local_port), _RelayHandler)
+    except OSError as exc:
+        raise ExecutorError(f"cannot forward 127.0.0.1:{local_port} through {what}: {exc}") from exc
+    server.opener = opener
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,), name=f"forward-{local_port}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class _RelayServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address, daemon_threads = True, True
+    opener: Callable[[tuple[str, int]], Any]
+
+
+class _RelayHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        """Copy bytes both ways between the accepted client and what the server's opener returns."""
+        assert isinstance(self.server, _RelayServer)
+        try:
+            upstream = self.server.opener(self.client_address)
+        except Exception:  # refused or unreachable: drop this client only
+            return
+        with upstream:
+            upstream.settimeout(None)
+            back = threading.Thread(target=_pump, args=(upstream, self.request), daemon=True)
+            back.start()
+            _pump(self.request, upstream)
+            back.join()
+
+
+def _pump(source: Any, target: Any) -> None:
+    with contextlib.suppress(OSError, EOFError):
+        while data := source.recv(65536):
+            target.sendall(data)
+        target.shutdown(socket.SHUT_WR)
