@@ -88,6 +88,7 @@ _TABLES: dict[str, tuple[dict[str, Any], Any]] = {
 _INDEXES = [
     ("runs", ["key"]),
     ("runs", ["experiment_id"]),
+    ("runs", ["status"]),
     ("steps", ["name"]),
     ("edges", ["upstream_key"]),
     ("experiments", ["name", "created"]),
@@ -253,6 +254,23 @@ class Ledger:
                 "update runs set job_id = ?, code_digest = ?, details = ? where id = ?",
                 [job_id, details.get("code_digest"), json.dumps(details) if details else None, run_id],
             )
+
+    def mark_submitted(self, run_id: str, job_id: str, details: dict[str, Any]) -> None:
+        """A run whose job was handed to its cluster and left there (a detached build): see nemoflow.detached."""
+        with self.db.conn:
+            self.db.execute(
+                "update runs set status = 'submitted', job_id = ?, code_digest = ?, details = ? where id = ?",
+                [job_id, details.get("code_digest"), json.dumps(details), run_id],
+            )
+
+    def set_backend_state(self, run_id: str, state: str) -> None:
+        """The backend's latest word on a submitted run (PENDING, RUNNING...)."""
+        with self.db.conn:
+            self.db.execute("update runs set backend_state = ? where id = ?", [state, run_id])
+
+    def submitted_runs(self) -> list[dict[str, Any]]:
+        """Runs submitted by a detached build and not yet collected."""
+        return list(self.rows("select * from runs where status = 'submitted' order by started"))
 
     def mark_cancelled(self, run_id: str, error: str = "cancelled") -> None:
         """Close a run nobody will close any more (its worker is gone) as cancelled."""

@@ -33,6 +33,8 @@ class BuildResult:
     skipped: list[StepOutcome] = field(default_factory=list)
     failed: list[StepOutcome] = field(default_factory=list)
     experiment_id: str | None = None
+    submitted: list[StepOutcome] = field(default_factory=list)  # (--detach) handed to their cluster, collected later
+    deferred: list[StepOutcome] = field(default_factory=list)  # (--detach) downstream of submitted steps: a later build
 
     @property
     def ok(self) -> bool:
@@ -44,4 +46,6 @@ class BuildResult:
             "ran": [o.as_dict() for o in self.ran],
             "skipped": [o.as_dict() for o in self.skipped],
             "failed": [o.as_dict() for o in self.failed],
+            "submitted": [o.as_dict() for o in self.submitted],
+            "deferred": [o.as_dict() for o in self.deferred],
         }

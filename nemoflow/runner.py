@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from nemoflow.config import Script
-from nemoflow.errors import StepFailed
+from nemoflow.errors import ExecutorError, StepFailed
 from nemoflow.executors import Executor, Job, JobResult, JobState
 from nemoflow.executors.local import LocalExecutor
 from nemoflow.ledger import Ledger
@@ -47,6 +48,7 @@ class BuildContext:
     executor_filter: str | None = None  # run only steps of this executor (``nemoflow worker``)
     register_only: bool = False  # run nothing here: register the steps and wait (``--no-run``)
     scheduler_resources: frozenset[str] = frozenset()  # (central) the luigi resources luigid lists
+    detached: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> a live run a detached build submitted
     _ledger: Ledger | None = field(default=None, repr=False)
     _ledger_pid: int = field(default=0, repr=False)
 
@@ -88,24 +90,7 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
     """
     executor = step.executor or LocalExecutor()
     in_process = ctx.direct and not isinstance(step.task, Script)
-    run_id = new_run_id()
-    workspace = ctx.store.new_workspace(step.name, step.key)
-    ledger = ctx.ledger()
-    ledger.start_run(
-        {
-            "id": run_id,
-            "experiment_id": ctx.experiment_id,
-            "key": step.key,
-            "step": step.name,
-            "reason": step.reason.value,
-            "executor": "direct" if in_process else executor.name,
-            "host": socket.gethostname(),
-            "worker": f"{socket.gethostname()}:{os.getpid()}",
-            "pid": os.getpid(),
-            "environment_id": ctx.environment_id,
-            "log_path": str(workspace / LOG),
-        }
-    )
+    run_id, workspace = start_run(ctx, step, "direct" if in_process else executor.name)
     started = time.time()
     try:
         if ctx.store.cancel_requested(ctx.experiment_id, step.name):
@@ -115,42 +100,90 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
         else:
             result = _run_with_executor(ctx, step, workspace, executor, run_id)
     except KeyboardInterrupt:
-        _fail(ctx, step, workspace, run_id, JobResult(JobState.CANCELLED, None, "interrupted"))
+        fail_run(
+            ctx.store,
+            ctx.ledger(),
+            step.name,
+            step.key,
+            workspace,
+            run_id,
+            JobResult(JobState.CANCELLED, None, "interrupted"),
+        )
         raise
-    if not result.succeeded:
-        _fail(ctx, step, workspace, run_id, result)
-        raise StepFailed(step.name, result.error or result.state.value, exit_code=result.exit_code)
-    manifest = ctx.store.publish(
-        workspace,
-        step=step.name,
-        key=step.key,
-        replace=step.reason.value == "forced",
-        record={
-            "kind": step.kind,
-            "config": step.config,
-            "code": step.code,
-            "upstream": step.upstream,
-            "inputs": step.files,
-            "run_id": run_id,
+    finish_run(ctx.store, ctx.ledger(), workspace, run_id, step_record(ctx, step, run_id, started), result)
+
+
+def start_run(ctx: BuildContext, step: PlannedStep, executor: str, *, detached: bool = False) -> tuple[str, Path]:
+    """A new run of ``step`` in the ledger, and its private workspace."""
+    run_id = new_run_id()
+    workspace = ctx.store.new_workspace(step.name, step.key, detached=detached)
+    ctx.ledger().start_run(
+        {
+            "id": run_id,
             "experiment_id": ctx.experiment_id,
-            "seconds": round(time.time() - started, 3),
-        },
+            "key": step.key,
+            "step": step.name,
+            "reason": step.reason.value,
+            "executor": executor,
+            "host": socket.gethostname(),
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "pid": os.getpid(),
+            "environment_id": ctx.environment_id,
+            "log_path": str(workspace / LOG),
+        }
     )
-    final = ctx.store.target_dir(step.name, step.key)
+    return run_id, workspace
+
+
+def step_record(ctx: BuildContext, step: PlannedStep, run_id: str, started: float) -> dict[str, Any]:
+    """What the manifest of ``step``'s target records (besides its files)."""
+    return {
+        "step": step.name,
+        "key": step.key,
+        "replace": step.reason.value == "forced",
+        "kind": step.kind,
+        "config": step.config,
+        "code": step.code,
+        "upstream": step.upstream,
+        "inputs": step.files,
+        "run_id": run_id,
+        "experiment_id": ctx.experiment_id,
+        "started": started,
+    }
+
+
+def finish_run(
+    store: Store, ledger: Ledger, workspace: Path, run_id: str, record: dict[str, Any], result: JobResult
+) -> None:
+    """Publish the workspace of a succeeded run, or keep it as failed; close the run in the ledger.
+
+    Raises:
+        StepFailed: the run did not succeed.
+    """
+    name, key = record["step"], record["key"]
+    if not result.succeeded:
+        fail_run(store, ledger, name, key, workspace, run_id, result)
+        raise StepFailed(name, result.error or result.state.value, exit_code=result.exit_code)
+    fields = {k: v for k, v in record.items() if k not in ("step", "key", "replace", "started")}
+    fields["seconds"] = round(time.time() - record["started"], 3)
+    manifest = store.publish(workspace, step=name, key=key, replace=record["replace"], record=fields)
     ledger.finish_run(
         run_id,
         status="succeeded",
         exit_code=0,
-        log_path=str(final / LOG),
-        key=step.key,
+        log_path=str(store.target_dir(name, key) / LOG),
+        key=key,
         artifacts=manifest["files"],
         backend_state=result.backend_state,
     )
 
 
-def _fail(ctx: BuildContext, step: PlannedStep, workspace: Path, run_id: str, result: JobResult) -> None:
-    kept = ctx.store.keep_failed(workspace, step=step.name, key=step.key, run_id=run_id)
-    ctx.ledger().finish_run(
+def fail_run(
+    store: Store, ledger: Ledger, name: str, key: str, workspace: Path, run_id: str, result: JobResult
+) -> None:
+    """Keep a failed run's workspace under ``.failed`` and close the run in the ledger."""
+    kept = store.keep_failed(workspace, step=name, key=key, run_id=run_id)
+    ledger.finish_run(
         run_id,
         status=result.state.value,
         exit_code=result.exit_code,
@@ -177,9 +210,8 @@ def job_spec(ctx: BuildContext, step: PlannedStep, workspace: Path) -> dict[str,
     }
 
 
-def _run_with_executor(
-    ctx: BuildContext, step: PlannedStep, workspace: Path, executor: Executor, run_id: str
-) -> JobResult:
+def make_job(ctx: BuildContext, step: PlannedStep, workspace: Path, run_id: str) -> Job:
+    """The job an executor runs for ``step``: its command here, and the run_step spec for other backends."""
     spec = job_spec(ctx, step, workspace)
     if isinstance(step.task, Script):
         command, env = _script_command(ctx, step)
@@ -187,7 +219,7 @@ def _run_with_executor(
         (workspace / JOB).write_text(json.dumps(spec, indent=1))
         command = [sys.executable, "-m", "nemoflow.run_step", str(workspace / JOB)]
         env = {PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}  # the log streams as it is written
-    job = Job(
+    return Job(
         step.name,
         step.key,
         command,
@@ -202,20 +234,34 @@ def _run_with_executor(
         experiment_id=ctx.experiment_id,
         stage_dir=ctx.store.root / ".stage",
     )
+
+
+def _run_with_executor(
+    ctx: BuildContext, step: PlannedStep, workspace: Path, executor: Executor, run_id: str
+) -> JobResult:
+    job = make_job(ctx, step, workspace, run_id)
     try:
         handle = executor.submit(job)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ExecutorError) as exc:
         return JobResult(JobState.FAILED, None, str(exc))
     ctx.ledger().set_job_id(run_id, handle.job_id, handle.details)  # from now on `cancel` can find the job
     if ctx.store.cancel_requested(ctx.experiment_id, step.name):  # asked while the job was starting
         executor.cancel(handle)
-    result = executor.wait(handle)
+    try:
+        result = executor.wait(handle)
+    except ExecutorError as exc:
+        result = JobResult(JobState.FAILED, None, str(exc))
+    return explain(ctx, step, job, result)
+
+
+def explain(ctx: BuildContext, step: PlannedStep, job: Job, result: JobResult) -> JobResult:
+    """A failed result with the reason a user looks for: cancelled by request, or the log's last line."""
     if not result.succeeded and ctx.store.cancel_requested(ctx.experiment_id, step.name):
-        result = JobResult(JobState.CANCELLED, result.exit_code, "cancelled")
+        result = dataclasses.replace(result, state=JobState.CANCELLED, error="cancelled")
     if not result.succeeded:
         last = _last_line(job.log_path)
         if last:
-            result = JobResult(result.state, result.exit_code, f"{result.error}: {last}")
+            result = dataclasses.replace(result, error=f"{result.error}: {last}")
     return result
 
 

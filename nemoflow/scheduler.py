@@ -86,6 +86,7 @@ def run_plan(
     executor_filter: str | None = None,
     register_only: bool = False,
     timeout: float | None = None,
+    detach: bool = False,
 ) -> BuildResult:
     """Run the steps of ``plan`` that are not up to date; return what happened.
 
@@ -108,10 +109,15 @@ def run_plan(
         register_only: (central only) run nothing: register every step and wait until each is
             complete or failed.
         timeout: (central only) stop waiting after this many seconds; what is not done then fails.
+        detach: submit the steps of detachable executors (Slurm) at once, chained by job
+            dependencies, and return without waiting; a later build or ``nemoflow status`` collects
+            them. Steps they need are built here first; steps downstream of them wait for a later build.
     """
     if scheduler_url is None and (executor_filter is not None or register_only):
         raise ValueError("executor_filter and register_only need a scheduler_url")
-    to_run = plan.to_run()
+    collected, live = _settle_detached(plan.store)
+    done_now = {o.key for o in collected if not o.error}
+    to_run = [s for s in plan.to_run() if s.key not in done_now]
     skipped = [StepOutcome(s.name, s.key, s.reason.value) for s in plan if not s.runs]
     if not to_run and not record:
         return BuildResult(skipped=skipped)
@@ -146,10 +152,13 @@ def run_plan(
         central=scheduler_url is not None,
         executor_filter=executor_filter,
         register_only=register_only,
+        detached={key: run for key, run in live.items() if key in {s.key for s in to_run}},
     )
     status = "interrupted"
     try:
-        if scheduler_url is None:
+        if detach:
+            result = _run_detached(ctx, to_run, skipped, jobs, progress)
+        elif scheduler_url is None:
             with reporting(ctx.ledger_path, experiment_id, len(to_run), progress):
                 run_with_luigi(ctx, to_run, jobs)
             result = _collect(ctx, to_run, skipped)
@@ -166,6 +175,45 @@ def run_plan(
             status = "cancelled"
     finally:
         _finish_build(plan.store, experiment_id, status)
+    return result
+
+
+def _settle_detached(store: Store) -> tuple[list[StepOutcome], dict[str, dict[str, Any]]]:
+    """Collect the detached runs that ended; the live ones by key (nothing to do: one stat)."""
+    if not store.has_detached():
+        return [], {}
+    from nemoflow.detached import collect
+    from nemoflow.ledger import Ledger
+
+    ledger = Ledger(ledger_path(store))
+    try:
+        collected = collect(store, ledger)
+        return collected, {run["key"]: run for run in ledger.submitted_runs()}
+    finally:
+        ledger.close()
+
+
+def collect_detached(store: Store) -> list[StepOutcome]:
+    """Publish (or fail) the runs of detached builds whose jobs have ended; what ended now."""
+    return _settle_detached(store)[0]
+
+
+def _run_detached(
+    ctx: BuildContext, to_run: list[PlannedStep], skipped: list[StepOutcome], jobs: int, progress: Reporter | None
+) -> BuildResult:
+    from nemoflow.detached import split, submit_all
+    from nemoflow.progress import reporting
+
+    first, submit, later = split(to_run)
+    result = BuildResult(skipped=skipped, experiment_id=ctx.experiment_id)
+    if first:
+        with reporting(ctx.ledger_path, ctx.experiment_id, len(first), progress):
+            run_with_luigi(ctx, first, jobs)
+        result = _collect(ctx, first, skipped)
+    failed = {o.name for o in result.failed}
+    result.submitted, refused = submit_all(ctx, submit, failed)
+    result.failed += refused
+    result.deferred = [StepOutcome(s.name, s.key, s.reason.value, error="waits for submitted steps") for s in later]
     return result
 
 

@@ -47,8 +47,11 @@ def plan_status(plan: Plan, ledger: Ledger | None) -> list[StepStatus]:
     rows = []
     for step in plan:
         run = runs.get(step.key)
+        reason = step.reason.value
         if not step.runs:
             state = "done"
+        elif run is not None and run["status"] == "submitted":  # left to its cluster by a detached build
+            state, reason = "submitted", f"{run.get('backend_state') or 'SUBMITTED'}, job {run.get('job_id')}"
         elif run is not None and run["status"] not in ("succeeded", "running"):
             state = "failed"
         elif run is not None and run["status"] == "running":
@@ -56,5 +59,5 @@ def plan_status(plan: Plan, ledger: Ledger | None) -> list[StepStatus]:
         else:
             state = "pending"
         output = str(plan.store.target_dir(step.name, step.key)) if state == "done" else None
-        rows.append(StepStatus(step.name, step.key, state, step.reason.value, output, run))
+        rows.append(StepStatus(step.name, step.key, state, reason, output, run))
     return rows

@@ -113,16 +113,33 @@ class Store:
         return load_result_from(folder)
 
     # ---- writing ----------------------------------------------------------------------------
-    def new_workspace(self, step: str, key: str) -> Path:
+    def new_workspace(self, step: str, key: str, *, detached: bool = False) -> Path:
         """A fresh private folder for one attempt at building ``step``/``key``.
 
         Its name ends in ``<host>.<pid>.<random>`` so that :meth:`sweep_workspaces` can tell
-        the leftovers of killed builds from the folders of builds still running.
+        the leftovers of killed builds from the folders of builds still running. A detached job's
+        (one the build submits and leaves to its cluster) outlives its build: no sweep removes it.
         """
-        owner = f"{socket.gethostname()}.{os.getpid()}"
+        owner = "detached.0" if detached else f"{socket.gethostname()}.{os.getpid()}"
         workspace = self.root / ".tmp" / f"{step}.{key[:16]}.{owner}.{uuid.uuid4().hex[:8]}"
         workspace.mkdir(parents=True)
         return workspace
+
+    def mark_detached(self, run_id: str) -> None:
+        """Note a run left to its cluster, so later builds know to look for it (one stat when there is none)."""
+        folder = self.root / ".detached"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / run_id).touch()
+
+    def unmark_detached(self, run_id: str) -> None:
+        (self.root / ".detached" / run_id).unlink(missing_ok=True)
+
+    def has_detached(self) -> bool:
+        """Whether a detached run may still be waiting to be collected."""
+        try:
+            return any(os.scandir(self.root / ".detached"))
+        except FileNotFoundError:
+            return False
 
     def sweep_workspaces(self) -> int:
         """Remove workspaces left by builds of this host that no longer run; returns how many."""

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import luigi
 
+from nemoflow.detached import wait_for
 from nemoflow.errors import StepFailed
 from nemoflow.plan import PlannedStep
 from nemoflow.runner import BuildContext, executor_name, run_planned_step
@@ -116,7 +117,10 @@ class StepTask(luigi.Task):
             if ctx.central and ctx.is_done(step):  # another worker built it since luigid handed it here
                 continue
             try:
-                run_planned_step(ctx, step)
+                if step.key in ctx.detached:  # a detached build submitted it: wait for that job
+                    wait_for(ctx, step, ctx.detached[step.key])
+                else:
+                    run_planned_step(ctx, step)
             except StepFailed as exc:
                 failed[step.name] = exc
         if failed:

@@ -32,6 +32,7 @@ LAYERS = [
     "run_step",
     "executors",
     "runner",
+    "detached",
     "tasks",
     "luigi_driver",
     "scheduler",

@@ -43,6 +43,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UserError("--no-run needs --scheduler URL", hint="without a scheduler nothing else would run the steps")
     if args.scheduler and args.direct:
         raise UserError("--direct cannot be used with --scheduler")
+    if args.detach and args.scheduler:
+        raise UserError("--detach cannot be used with --scheduler", hint="the cluster, not luigid, orders detached jobs")
     plan = make_plan(exp, _store(args), force=args.force, until=args.until, salt=args.salt)
     if args.dry_run:
         render.plan(plan, as_json=args.json)
@@ -55,7 +57,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         central = {"scheduler_url": args.scheduler, "register_only": args.no_run, "timeout": args.timeout}
     with render.progress_display(enabled=not args.json and not args.tail_logs) as progress:
         result = run_plan(
-            plan, jobs=args.jobs, direct=args.direct, tail_logs=args.tail_logs, progress=progress, **central
+            plan,
+            jobs=args.jobs,
+            direct=args.direct,
+            tail_logs=args.tail_logs,
+            progress=progress,
+            detach=args.detach,
+            **central,
         )
     render.build_result(result, as_json=args.json, seconds=time.perf_counter() - started)
     return 0 if result.ok else 1
@@ -102,10 +110,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
     from nemoflow.pipeline_file import load_pipeline
     from nemoflow.plan import make_plan
+    from nemoflow.scheduler import collect_detached
     from nemoflow.status import plan_status
 
     exp = load_pipeline(args.pipeline)
     store = _store(args)
+    collect_detached(store)  # jobs a detached build left on their cluster: publish those that ended
     plan = make_plan(exp, store)
     ledger = _ledger(store)
     rows = plan_status(plan, ledger)

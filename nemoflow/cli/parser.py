@@ -96,6 +96,12 @@ def _add_build(sub: Any, formatter: type) -> None:
         action="store_true",
         help="with --scheduler: run nothing here, register the steps and wait for workers to build them",
     )
+    build.add_argument(
+        "--detach",
+        action="store_true",
+        help="submit the Slurm steps at once (chained with --dependency) and return; "
+        "`nemoflow status` or a later build collects them",
+    )
     _timeout_option(build)
     _store_option(build)
     build.set_defaults(handler=commands.cmd_build)

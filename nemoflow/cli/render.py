@@ -39,6 +39,7 @@ _STATE_STYLE = {
     "pending": "yellow",
     "failed": "bold red",
     "running": "cyan",
+    "submitted": "cyan",
     "interrupted": "red",
     "cancelled": "magenta",
     "not run": "dim",
@@ -133,21 +134,27 @@ def build_result(result: BuildResult, *, as_json: bool, seconds: float) -> None:
     if as_json:
         _json(result.as_dict())
         return
-    if not result.ran and not result.failed:
+    if not result.ran and not result.failed and not result.submitted:
         _out.print(f"[green]up to date[/]: {len(result.skipped)} step(s), nothing to run ({seconds:.2f}s)")
         return
     rows = [(o, "[green]built[/]") for o in result.ran] + [(o, "[bold red]failed[/]") for o in result.failed]
+    rows += [(o, "[cyan]submitted[/]") for o in result.submitted] + [(o, "[yellow]waiting[/]") for o in result.deferred]
     if len(rows) > MAX_ROWS:  # a big build gets a summary, and its failures below
         rows = [(o, "[bold red]failed[/]") for o in result.failed[:MAX_ROWS]]
     if rows:
         _out.print(_outcome_table(rows))
     for o in result.failed:
         _err.print(f"[bold red]✗ {escape(o.name)}[/]: {escape(str(o.error))}")
+    for o in result.submitted:
+        _out.print(f"[cyan]→ {escape(o.name)}[/]: {escape(str(o.error))}")
     verdict = "[bold red]failed[/]" if result.failed else "[green]done[/]"
+    detached = f", {len(result.submitted)} submitted, {len(result.deferred)} waiting" if result.submitted else ""
     _out.print(
         f"{verdict}: {len(result.ran)} built, {len(result.skipped)} up to date, "
-        f"{len(result.failed)} failed in {seconds:.2f}s (experiment {result.experiment_id})"
+        f"{len(result.failed)} failed{detached} in {seconds:.2f}s (experiment {result.experiment_id})"
     )
+    if result.submitted:
+        _out.print("the submitted jobs run on their own: `nemoflow status` shows them, `nemoflow build` collects them")
 
 
 MAX_ROWS = 60
@@ -186,7 +193,7 @@ def status(name: str, rows: list[StepStatus], *, as_json: bool) -> None:
     for r in rows:
         run = r.last_run or {}
         when = datetime.datetime.fromtimestamp(run["started"]).strftime("%m-%d %H:%M:%S") if run.get("started") else ""
-        state = r.state if r.state == "done" else f"{r.state} ({r.reason})" if r.state == "pending" else r.state
+        state = r.state if r.state == "done" else f"{r.state} ({r.reason})" if r.state in ("pending", "submitted") else r.state
         table.add_row(
             r.name,
             _short(r.key),

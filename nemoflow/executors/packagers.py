@@ -343,7 +343,19 @@ class PatternPackager(Packager):
 
 
 _Label = Annotated[str, pydantic.StringConstraints(pattern=r"^(?:[^/]*[^/.][^/]*|\.{3,})$")]  # a plain folder name
-SubPackager = Annotated[GitArchivePackager | PatternPackager, pydantic.Field(discriminator="kind")]
+def _packager_kind(value: Any) -> str:
+    """The kind of a packager, also from data without ``kind`` (dumped with ``exclude_defaults``)."""
+    if not isinstance(value, dict):
+        return getattr(value, "kind", "")
+    if "kind" in value:
+        return value["kind"]
+    return "pattern" if "include" in value else "hybrid" if "sub_packagers" in value else "git"
+
+
+SubPackager = Annotated[
+    Annotated[GitArchivePackager, pydantic.Tag("git")] | Annotated[PatternPackager, pydantic.Tag("pattern")],
+    pydantic.Discriminator(_packager_kind),
+]
 
 
 class HybridPackager(Packager):
@@ -388,4 +400,9 @@ class HybridPackager(Packager):
         return (local_roots.pop() if shared else root), merged
 
 
-AnyPackager = Annotated[GitArchivePackager | PatternPackager | HybridPackager, pydantic.Field(discriminator="kind")]
+AnyPackager = Annotated[
+    Annotated[GitArchivePackager, pydantic.Tag("git")]
+    | Annotated[PatternPackager, pydantic.Tag("pattern")]
+    | Annotated[HybridPackager, pydantic.Tag("hybrid")],
+    pydantic.Discriminator(_packager_kind),
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import posixpath
@@ -10,7 +11,7 @@ import sys
 import time as _time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import pydantic
 
@@ -18,17 +19,14 @@ from nemoflow.errors import ExecutorError
 from nemoflow.executors import remote
 from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
 from nemoflow.executors.launchers import Launcher
-from nemoflow.executors.packagers import GitArchivePackager, HybridPackager, PatternPackager
+from nemoflow.executors.packagers import AnyPackager
 from nemoflow.executors.slurm_poll import SlurmState, poller_for
 from nemoflow.executors.slurm_script import render_script
 from nemoflow.executors.staging import RemotePaths, code_package, remote_spec, run_command, run_env, runtime_package
-from nemoflow.executors.tunnels import LocalTunnel, SSHTunnel
+from nemoflow.executors.tunnels import AnyTunnel, LocalTunnel, SSHTunnel
 
 SBATCH_FILE = "nemoflow-sbatch.sh"
 _NOT_FORWARDED = {"NEMOFLOW_PARENT_PID", "NEMOFLOW_OUTPUT_DIR"}  # the job does not follow the build's process
-
-AnyPackager = Annotated[GitArchivePackager | PatternPackager | HybridPackager, pydantic.Field(discriminator="kind")]
-AnyTunnel = Annotated[LocalTunnel | SSHTunnel, pydantic.Field(discriminator="kind")]
 
 
 @dataclass
@@ -39,6 +37,7 @@ class SlurmJob:
     shared: bool
     script: str
     code_digest: str | None = None
+    inputs_there: list[str] = dataclasses.field(default_factory=list)  # upstream outputs already on the cluster
 
     def details(self) -> dict[str, Any]:
         return {
@@ -84,9 +83,15 @@ class SlurmExecutor(Executor):
     def submit(self, job: Job) -> Handle:
         return self.submit_after(job, after=())
 
-    def submit_after(self, job: Job, *, after: tuple[str, ...] | list[str]) -> Handle:
-        """Submit ``job`` to start when the Slurm jobs ``after`` end (``dependency_type``)."""
-        slurm_job = self.stage(job, after=after)
+    def submit_after(
+        self, job: Job, *, after: tuple[str, ...] | list[str], inputs: dict[str, str] | None = None
+    ) -> Handle:
+        """Submit ``job`` to start when the Slurm jobs ``after`` end (``dependency_type``).
+
+        ``inputs`` names upstream outputs already on the cluster (step name -> folder there): the
+        output folders of the jobs it comes after, which do not exist here yet.
+        """
+        slurm_job = self.stage(job, after=after, inputs=inputs or {})
         answer = self._send(job, slurm_job)
         job_id = answer.strip().splitlines()[-1].split(";")[0] if answer.strip() else ""
         if not job_id.isdigit():
@@ -114,6 +119,20 @@ class SlurmExecutor(Executor):
             print(f"nemoflow: cancelled Slurm job {handle.job_id} (step {handle.job.step!r})", file=sys.stderr)
             raise
         return self.collect(handle, final)
+
+    def attach(self, job: Job, job_id: str, details: dict[str, Any]) -> Handle:
+        """A handle on a job submitted earlier (by a detached build), from what the ledger kept of it."""
+        paths = RemotePaths(details["root"], details["output_dir"])
+        return Handle(
+            job, job_id, native=SlurmJob(paths, details["shared"], "", details.get("code_digest")), details=details
+        )
+
+    def states(self, job_ids: list[str]) -> dict[str, SlurmState]:
+        """The state of each of ``job_ids`` on this cluster, in one query."""
+        poller = poller_for(self.tunnel, self.poll_interval)
+        poller.watched.update(job_ids)
+        poller.refresh()
+        return {job_id: poller.report[job_id] for job_id in job_ids if job_id in poller.report}
 
     # ---- parts ----------------------------------------------------------------------------------
     def collect(self, handle: Handle, final: SlurmState) -> JobResult:
@@ -146,14 +165,16 @@ class SlurmExecutor(Executor):
                 return SlurmState("UNKNOWN", JobState.FAILED, None)
             _time.sleep(self.poll_interval)
 
-    def stage(self, job: Job, *, after: tuple[str, ...] | list[str] = ()) -> SlurmJob:
+    def stage(
+        self, job: Job, *, after: tuple[str, ...] | list[str] = (), inputs: dict[str, str] | None = None
+    ) -> SlurmJob:
         """Where the job goes on the cluster, its packages there, and its sbatch script (saved with its log)."""
         if job.spec is None:
             raise ExecutorError(f"step {job.step!r}: SlurmExecutor runs nemoflow steps only (no job spec)")
         shared = self._shared()
         job_dir = remote.resolve_home(self.tunnel, self.tunnel.job_dir)
         root = posixpath.join(job_dir, job.experiment_id or "adhoc", job.name)
-        paths, code_digest = self._paths(job, root, job_dir, shared)
+        paths, code_digest = self._paths(job, root, job_dir, shared, inputs or {})
         env = {k: v for k, v in {**job.env, **self.env_vars}.items() if k not in _NOT_FORWARDED}
         header = f"nemoflow step {job.step!r}, key {job.key}, run {job.run_id}\nre-submit by hand with: sbatch {root}/{SBATCH_FILE}"
         script = render_script(
@@ -168,9 +189,11 @@ class SlurmExecutor(Executor):
             mounts=[f"{root}:{root}"] if self.container_image else [],
         )
         (job.output_dir / SBATCH_FILE).write_text(script)
-        return SlurmJob(paths, shared, script, code_digest)
+        return SlurmJob(paths, shared, script, code_digest, sorted(inputs or {}))
 
-    def _paths(self, job: Job, root: str, job_dir: str, shared: bool) -> tuple[RemotePaths, str | None]:
+    def _paths(
+        self, job: Job, root: str, job_dir: str, shared: bool, known: dict[str, str]
+    ) -> tuple[RemotePaths, str | None]:
         runtime = runtime_package(_stage(job))
         runtime_dir = posixpath.join(job_dir, ".nemoflow", f"runtime-{runtime.digest[:16]}")
         remote.ensure_unpacked(self.tunnel, runtime, runtime_dir)
@@ -188,7 +211,7 @@ class SlurmExecutor(Executor):
         digest = code.digest if code else None
         if shared:
             return RemotePaths(root, str(job.output_dir), runtime_dir, mounts), digest
-        inputs = {name: posixpath.join(root, "inputs", name) for name in (job.spec or {})["upstream_dirs"]}
+        inputs = {n: known.get(n) or posixpath.join(root, "inputs", n) for n in (job.spec or {})["upstream_dirs"]}
         return RemotePaths(root, posixpath.join(root, "output"), runtime_dir, mounts, inputs), digest
 
     def _send(self, job: Job, slurm_job: SlurmJob) -> str:
@@ -197,7 +220,8 @@ class SlurmExecutor(Executor):
         files["nemoflow-job.json"] = json.dumps(remote_spec(job.spec or {}, paths), indent=1).encode()
         folders: dict[str, str] = {}
         if not slurm_job.shared:
-            folders = {f"inputs/{n}": d for n, d in (job.spec or {})["upstream_dirs"].items()}
+            upstream = (job.spec or {})["upstream_dirs"].items()
+            folders = {f"inputs/{n}": d for n, d in upstream if n not in slurm_job.inputs_there}
             folders.update(_shipped_code(job, paths))
         mkdir = f"mkdir -p {shlex.quote(paths.output_dir)}"
         sbatch = f"sbatch --parsable {shlex.quote(posixpath.join(paths.root, SBATCH_FILE))}"

@@ -61,19 +61,20 @@ def query_command(job_ids: list[str]) -> str:
 
 def parse_report(text: str) -> dict[str, SlurmState]:
     """Job id -> state from :func:`query_command`'s output (sacct wins; array tasks are combined)."""
-    sacct, _, squeue = text.partition("#squeue")
-    found: dict[str, SlurmState] = {}
-    for line in squeue.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) >= 2:
-            found[parts[0].split("_")[0]] = parse_state(parts[1])
+    sacct, _, squeue = text.partition("#squeue")  # sacct gives exit codes; squeue the live states
     tasks: dict[str, list[SlurmState]] = {}
     for line in sacct.splitlines():
         parts = line.strip().split("|")
         if len(parts) >= 3 and parts[0]:
             tasks.setdefault(parts[0].split("_")[0], []).append(parse_state(parts[1], parts[2]))
-    for job_id, states in tasks.items():
-        found[job_id] = _combine(states)
+    found = {job_id: _combine(states) for job_id, states in tasks.items()}
+    for line in squeue.splitlines():  # the controller knows live jobs first (accounting lags behind it)
+        parts = line.strip().split("|")
+        if len(parts) >= 2:
+            state = parse_state(parts[1])
+            job_id = parts[0].split("_")[0]
+            if not state.state.finished or job_id not in found:
+                found[job_id] = state
     return found
 
 

@@ -2,6 +2,9 @@
 
 ``SSHTunnel`` uses fabric (the extra ``nemoflow[ssh]``, imported inside functions only). Its connections are
 pooled, one per ``user@host:port`` per process, shared by equal tunnels and closed by :func:`close_all`.
+A dropped connection is re-opened and run/put/get retried once: ``run`` repeats a command only when the first
+attempt failed before it started (SSHException, EOFError, socket error); a connection lost while it ran is
+reported, never retried.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import abc
 import atexit
 import contextlib
+import functools
 import getpass
 import math
 import os
@@ -88,10 +92,8 @@ class Tunnel(pydantic.BaseModel, abc.ABC):
     ) -> CommandResult:
         """Run ``command`` through bash on the far side, with ``env`` exported, in ``cwd``.
 
-        Raises:
-            ExecutorError: with ``check`` and a non-zero exit (the message names the host, the command and
-                stderr's last lines; ``.exit_code`` is set), on a timeout, or when the connection fails.
-        """
+        Raises ExecutorError with ``check`` and a non-zero exit (naming host, command and stderr's last lines;
+        ``.exit_code`` set), on a timeout, or when the connection fails."""
         for name in env or {}:
             if not _ENV_NAME.match(name):
                 raise UserError(f"bad environment variable name {name!r}", hint="use letters, digits and _")
@@ -171,12 +173,7 @@ class LocalTunnel(Tunnel):
 
 
 class SSHTunnel(Tunnel):
-    """A machine reached over SSH; host keys are checked against ``known_hosts``.
-
-    ``run``/``put``/``get`` re-open a dropped connection and retry once. ``run`` repeats a command only when
-    the first attempt failed before the command started (SSHException, EOFError or a socket error while
-    opening the channel); a connection lost while the command ran is reported, never retried.
-    """
+    """A machine reached over SSH; host keys are checked against ``known_hosts`` (see :meth:`_retrying`)."""
 
     kind: Literal["ssh"] = "ssh"
     host: str = pydantic.Field(min_length=1)
@@ -216,8 +213,6 @@ class SSHTunnel(Tunnel):
         return self._retrying(f"run {_short(command)}", lambda entry: self._fabric_run(entry, script, timeout))
 
     def put(self, local: str | os.PathLike[str], remote: str) -> None:
-        if not Path(local).is_file():
-            raise ExecutorError(f"cannot put {local} to {self.key}: no such local file")
         target = self.expand_path(remote)
         self.run(f"mkdir -p {_quote_path(os.path.dirname(target) or '.')}")
         self._retrying(f"put {local} -> {target}", lambda entry: entry.conn.put(os.fspath(local), target))
@@ -231,13 +226,8 @@ class SSHTunnel(Tunnel):
     def forward_local(self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1") -> Iterator[None]:
         """A relay on 127.0.0.1, listening before the context is entered, that opens one direct-tcpip
         channel per client (fabric's own forward_local binds in a thread and dies on a refused channel)."""
-        transport = self._conn().conn.transport
-
-        def opener(peer: tuple[str, int]) -> Any:
-            return transport.open_channel(
-                "direct-tcpip", (remote_host, remote_port), peer, timeout=self.connect_timeout
-            )
-
+        channel = self._conn().conn.transport.open_channel
+        opener = functools.partial(channel, "direct-tcpip", (remote_host, remote_port), timeout=self.connect_timeout)
         with _relay(local_port, opener, self.key):
             yield
 
@@ -262,11 +252,12 @@ class SSHTunnel(Tunnel):
             try:
                 return operation(entry)
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                if entry.alive():  # not a transport problem: a missing file, a denied path...
+                dropped = isinstance(exc, paramiko.SSHException | EOFError | ConnectionError) or not entry.alive()
+                if not dropped:  # a missing file, a denied path...: the connection is fine
                     raise ExecutorError(f"{what} failed on {self.key}: {exc}") from exc
                 self.close()
                 if attempt == 2:
-                    raise ExecutorError(f"{what} failed on {self.key}: connection lost twice ({exc})") from exc
+                    raise ExecutorError(f"{what} failed on {self.key}: connection lost twice ({exc!r})") from exc
         raise AssertionError("unreachable")
 
     def _fabric_run(self, entry: _Connection, script: str, timeout: float | None) -> CommandResult:
@@ -283,7 +274,17 @@ class SSHTunnel(Tunnel):
         return CommandResult(res.stdout, res.stderr, res.exited)
 
 
-AnyTunnel = Annotated[LocalTunnel | SSHTunnel, pydantic.Field(discriminator="kind")]
+def _tunnel_kind(value: Any) -> str:
+    """The kind of a tunnel, also from data without ``kind`` (dumped with ``exclude_defaults``)."""
+    if not isinstance(value, dict):
+        return getattr(value, "kind", "")
+    return value.get("kind") or ("ssh" if "host" in value else "local")
+
+
+AnyTunnel = Annotated[
+    Annotated[LocalTunnel, pydantic.Tag("local")] | Annotated[SSHTunnel, pydantic.Tag("ssh")],
+    pydantic.Discriminator(_tunnel_kind),
+]
 
 
 @dataclass
@@ -330,7 +331,9 @@ def _open(tunnel: SSHTunnel) -> Any:
     """A new, authenticated fabric Connection with its host key checked."""
     fabric, paramiko = _ssh()
     agent = tunnel.identity is None  # with an identity, only that key is tried (like IdentitiesOnly)
-    auth = {"key_filename": os.path.expanduser(tunnel.identity or ""), "allow_agent": agent, "look_for_keys": agent}
+    auth: dict[str, Any] = {"allow_agent": agent, "look_for_keys": agent}
+    if tunnel.identity:
+        auth["key_filename"] = os.path.expanduser(tunnel.identity)
     wait = tunnel.connect_timeout
     conn = fabric.Connection(
         tunnel.host,
@@ -346,44 +349,41 @@ def _open(tunnel: SSHTunnel) -> Any:
     try:
         try:
             conn.open()
-        except paramiko.BadHostKeyException:
+        except paramiko.SSHException as exc:  # a changed host key, or no key was accepted
+            _after_refusal(tunnel, conn, exc, known)
+    except (paramiko.SSHException, EOFError, OSError, UserError) as exc:
+        conn.close()
+        if isinstance(exc, UserError):
             raise
-        except paramiko.SSHException as exc:  # no key was accepted: maybe a password or a code is asked
-            _answer_prompts(tunnel, conn, exc)
-    except paramiko.BadHostKeyException as exc:
-        conn.close()
-        raise HostKeyError(
-            f"host key of {tunnel.host}:{tunnel.port} differs from the one in {known}: refused",
-            hint=f"if the server's key changed on purpose: ssh-keygen -R '[{tunnel.host}]:{tunnel.port}' -f {known}",
-        ) from exc
-    except UserError:
-        conn.close()
-        raise
-    except (paramiko.SSHException, EOFError, OSError) as exc:
-        conn.close()
         raise ExecutorError(f"cannot connect to {tunnel.key}: {exc}") from exc
     conn.transport.set_keepalive(tunnel.keepalive_interval)
     return conn
 
 
-def _answer_prompts(tunnel: SSHTunnel, conn: Any, exc: Exception) -> None:
-    """After key auth failed: answer keyboard-interactive (or password) prompts, when someone can."""
+def _after_refusal(tunnel: SSHTunnel, conn: Any, exc: Exception, known: str) -> None:
+    """Refuse a changed host key; after key auth failed, answer password or keyboard-interactive prompts."""
     _, paramiko = _ssh()
+    if isinstance(exc, paramiko.BadHostKeyException):
+        label = tunnel.host if tunnel.port == 22 else f"[{tunnel.host}]:{tunnel.port}"
+        raise HostKeyError(
+            f"host key of {label} differs from the one in {known}: refused",
+            hint=f"if the server's key changed on purpose: ssh-keygen -R '{label}' -f {known}",
+        ) from exc
     transport = conn.client.get_transport()
     ask = prompt if prompt is not None else (getpass.getpass if sys.stdin and sys.stdin.isatty() else None)
-    if transport is None or not transport.is_active() or transport.is_authenticated() or ask is None:
+    if transport is None or not transport.is_active():
         raise exc
+    if ask is None or transport.is_authenticated():
+        raise UserError(f"cannot log in to {tunnel.key}: {exc}", hint="check identity= or the ssh agent") from exc
     try:
-        transport.auth_interactive(tunnel.user, lambda _title, _text, prompts: [ask(p) for p, _echo in prompts])
-    except paramiko.BadAuthenticationType as bad:
-        if "password" not in bad.allowed_types:
-            raise UserError(f"cannot log in to {tunnel.key}: {exc}", hint="check identity= or the ssh agent") from bad
         try:
+            transport.auth_interactive(tunnel.user, lambda _title, _text, prompts: [ask(p) for p, _echo in prompts])
+        except paramiko.BadAuthenticationType as bad:
+            if "password" not in bad.allowed_types:
+                raise
             transport.auth_password(tunnel.user, ask(f"{tunnel.key}'s password: "), fallback=False)
-        except paramiko.AuthenticationException as failed:
-            raise UserError(f"cannot log in to {tunnel.key}: {failed}") from failed
     except paramiko.AuthenticationException as failed:
-        raise UserError(f"cannot log in to {tunnel.key}: {failed}") from failed
+        raise UserError(f"cannot log in to {tunnel.key}: {failed}", hint="check identity= or the ssh agent") from failed
     conn.transport = transport
 
 
@@ -417,7 +417,7 @@ def _script(command: str, env: dict[str, str], cwd: str | None) -> str:
 def _quote_path(path: str) -> str:
     """A shell-quoted path whose leading ``~`` still expands."""
     if path == "~" or path.startswith("~/"):
-        return "~" + (shlex.quote(path[1:]) if len(path) > 1 else "")
+        return "~/" + shlex.quote(path[2:]) if path[2:] else "~"
     return shlex.quote(path)
 
 
@@ -437,38 +437,33 @@ def _copy(source: Path, target: Path) -> None:
 def _relay(local_port: int, opener: Callable[[tuple[str, int]], Any], what: str) -> Iterator[None]:
     """Serve 127.0.0.1:``local_port`` in a thread, piping each client to ``opener(client address)``."""
     try:
-        server = _RelayServer(("127.0.0.1", local_port), _RelayHandler)
+        server = _RelayServer(("127.0.0.1", local_port), socketserver.BaseRequestHandler)
     except OSError as exc:
         raise ExecutorError(f"cannot forward 127.0.0.1:{local_port} through {what}: {exc}") from exc
     server.opener = opener
-    thread = threading.Thread(target=server.serve_forever, args=(0.1,), name=f"forward-{local_port}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with server:
+        threading.Thread(target=server.serve_forever, args=(0.1,), name=f"forward-{local_port}", daemon=True).start()
+        try:
+            yield
+        finally:
+            server.shutdown()
 
 
 class _RelayServer(socketserver.ThreadingTCPServer):
     allow_reuse_address, daemon_threads = True, True
     opener: Callable[[tuple[str, int]], Any]
 
-
-class _RelayHandler(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        """Copy bytes both ways between the accepted client and what the server's opener returns."""
-        assert isinstance(self.server, _RelayServer)
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Copy bytes both ways between the client and what ``opener`` gives for it (in its own thread)."""
         try:
-            upstream = self.server.opener(self.client_address)
+            upstream = self.opener(client_address)
         except Exception:  # refused or unreachable: drop this client only
             return
         with upstream:
             upstream.settimeout(None)
-            back = threading.Thread(target=_pump, args=(upstream, self.request), daemon=True)
+            back = threading.Thread(target=_pump, args=(upstream, request), daemon=True)
             back.start()
-            _pump(self.request, upstream)
+            _pump(request, upstream)
             back.join()
 
 
