@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import posixpath
 import shlex
 import tarfile
@@ -13,21 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from nemoflow.executors.packagers import Package
-from nemoflow.executors.tunnels import LocalTunnel, Tunnel
+from nemoflow.executors.tunnels import Tunnel
 
-_HOMES: dict[str, str] = {}
 _UNPACKED: set[tuple[str, str]] = set()
-
-
-def resolve_home(tunnel: Tunnel, path: str) -> str:
-    """``path`` with a leading ``~`` replaced by the home folder on the tunnel's far side."""
-    if not path.startswith("~"):
-        return path
-    if isinstance(tunnel, LocalTunnel):
-        return os.path.expanduser(path)
-    if tunnel.key not in _HOMES:
-        _HOMES[tunnel.key] = tunnel.run('printf %s "$HOME"').stdout.strip()
-    return _HOMES[tunnel.key] + path[1:]
 
 
 def ensure_unpacked(tunnel: Tunnel, package: Package, remote_dir: str) -> None:

@@ -172,7 +172,7 @@ class SlurmExecutor(Executor):
         if job.spec is None:
             raise ExecutorError(f"step {job.step!r}: SlurmExecutor runs nemoflow steps only (no job spec)")
         shared = self._shared()
-        job_dir = remote.resolve_home(self.tunnel, self.tunnel.job_dir)
+        job_dir = self.tunnel.expand_path(self.tunnel.job_dir)
         root = posixpath.join(job_dir, job.experiment_id or "adhoc", job.name)
         paths, code_digest = self._paths(job, root, job_dir, shared, inputs or {})
         env = {k: v for k, v in {**job.env, **self.env_vars}.items() if k not in _NOT_FORWARDED}

@@ -20,7 +20,6 @@ import re
 import shlex
 import shutil
 import socket
-import socketserver
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import pydantic
 
 from nemoflow.errors import ExecutorError, UserError
+from nemoflow.executors.relay import relay
 
 T = TypeVar("T")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -168,7 +168,7 @@ class LocalTunnel(Tunnel):
         if local_port == remote_port and remote_host in LOCAL_HOSTS:
             yield
             return
-        with _relay(local_port, lambda _: socket.create_connection((remote_host, remote_port), timeout=10), "local"):
+        with relay(local_port, lambda _: socket.create_connection((remote_host, remote_port), timeout=10), "local"):
             yield
 
 
@@ -228,7 +228,7 @@ class SSHTunnel(Tunnel):
         channel per client (fabric's own forward_local binds in a thread and dies on a refused channel)."""
         channel = self._conn().conn.transport.open_channel
         opener = functools.partial(channel, "direct-tcpip", (remote_host, remote_port), timeout=self.connect_timeout)
-        with _relay(local_port, opener, self.key):
+        with relay(local_port, opener, self.key):
             yield
 
     def _conn(self) -> _Connection:
@@ -431,44 +431,3 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
     except OSError as exc:
         raise ExecutorError(f"cannot copy {source} to {target} (local): {exc}") from exc
-
-
-@contextlib.contextmanager
-def _relay(local_port: int, opener: Callable[[tuple[str, int]], Any], what: str) -> Iterator[None]:
-    """Serve 127.0.0.1:``local_port`` in a thread, piping each client to ``opener(client address)``."""
-    try:
-        server = _RelayServer(("127.0.0.1", local_port), socketserver.BaseRequestHandler)
-    except OSError as exc:
-        raise ExecutorError(f"cannot forward 127.0.0.1:{local_port} through {what}: {exc}") from exc
-    server.opener = opener
-    with server:
-        threading.Thread(target=server.serve_forever, args=(0.1,), name=f"forward-{local_port}", daemon=True).start()
-        try:
-            yield
-        finally:
-            server.shutdown()
-
-
-class _RelayServer(socketserver.ThreadingTCPServer):
-    allow_reuse_address, daemon_threads = True, True
-    opener: Callable[[tuple[str, int]], Any]
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """Copy bytes both ways between the client and what ``opener`` gives for it (in its own thread)."""
-        try:
-            upstream = self.opener(client_address)
-        except Exception:  # refused or unreachable: drop this client only
-            return
-        with upstream:
-            upstream.settimeout(None)
-            back = threading.Thread(target=_pump, args=(upstream, request), daemon=True)
-            back.start()
-            _pump(request, upstream)
-            back.join()
-
-
-def _pump(source: Any, target: Any) -> None:
-    with contextlib.suppress(OSError, EOFError):
-        while data := source.recv(65536):
-            target.sendall(data)
-        target.shutdown(socket.SHUT_WR)
