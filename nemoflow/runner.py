@@ -210,13 +210,28 @@ def job_spec(ctx: BuildContext, step: PlannedStep, workspace: Path) -> dict[str,
     }
 
 
-def make_job(ctx: BuildContext, step: PlannedStep, workspace: Path, run_id: str) -> Job:
+def preview_scripts(ctx: BuildContext) -> dict[str, str]:
+    """The script each step to run would be submitted with, for executors that make one (``--dry-run``).
+
+    Nothing is written and no backend is contacted.
+    """
+    scripts = {}
+    for step in ctx.plan.to_run():
+        preview = getattr(step.executor, "preview", None)
+        if preview is not None:
+            target = ctx.store.target_dir(step.name, step.key)
+            scripts[step.name] = preview(make_job(ctx, step, target, "", write=False))
+    return scripts
+
+
+def make_job(ctx: BuildContext, step: PlannedStep, workspace: Path, run_id: str, *, write: bool = True) -> Job:
     """The job an executor runs for ``step``: its command here, and the run_step spec for other backends."""
     spec = job_spec(ctx, step, workspace)
     if isinstance(step.task, Script):
         command, env = _script_command(ctx, step)
     else:
-        (workspace / JOB).write_text(json.dumps(spec, indent=1))
+        if write:
+            (workspace / JOB).write_text(json.dumps(spec, indent=1))
         command = [sys.executable, "-m", "nemoflow.run_step", str(workspace / JOB)]
         env = {PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}  # the log streams as it is written
     return Job(

@@ -44,10 +44,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.scheduler and args.direct:
         raise UserError("--direct cannot be used with --scheduler")
     if args.detach and args.scheduler:
-        raise UserError("--detach cannot be used with --scheduler", hint="the cluster, not luigid, orders detached jobs")
+        raise UserError(
+            "--detach cannot be used with --scheduler", hint="the cluster, not luigid, orders detached jobs"
+        )
     plan = make_plan(exp, _store(args), force=args.force, until=args.until, salt=args.salt)
     if args.dry_run:
-        render.plan(plan, as_json=args.json)
+        render.plan(plan, as_json=args.json, scripts=_preview_scripts(plan))
         return 0
     central = {}
     if args.scheduler:
@@ -67,6 +69,16 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
     render.build_result(result, as_json=args.json, seconds=time.perf_counter() - started)
     return 0 if result.ok else 1
+
+
+def _preview_scripts(plan: Any) -> dict[str, str]:
+    """The batch scripts of the steps that would run on a backend that makes one (Slurm); {} otherwise."""
+    if not any(hasattr(s.executor, "preview") for s in plan.to_run()):
+        return {}
+    from nemoflow.runner import BuildContext, preview_scripts
+    from nemoflow.scheduler import ledger_path
+
+    return preview_scripts(BuildContext(plan, plan.store, ledger_path(plan.store), "dry-run", "", time.time()))
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:

@@ -60,13 +60,24 @@ def _short(key: str) -> str:
     return key[:12]
 
 
-def plan(p: Plan, *, as_json: bool) -> None:
-    """``build --dry-run``: every step with its key and reason."""
+def plan(p: Plan, *, as_json: bool, scripts: dict[str, str] | None = None) -> None:
+    """``build --dry-run``: every step with its key and reason (and the batch scripts it would submit)."""
     steps = [{"name": s.name, "key": s.key, "reason": s.reason.value, "runs": s.runs} for s in p]
     would = [s["name"] for s in steps if s["runs"]]
     if as_json:
-        _json({"dry_run": True, "experiment": p.experiment.name, "steps": steps, "would_run": would})
+        _json(
+            {
+                "dry_run": True,
+                "experiment": p.experiment.name,
+                "steps": steps,
+                "would_run": would,
+                "scripts": scripts or {},
+            }
+        )
         return
+    for name, text in (scripts or {}).items():
+        _out.print(f"[bold]# {escape(name)}: the script it would submit[/]")
+        _out.print(escape(text), highlight=False, soft_wrap=True)
     table = Table(title=f"{p.experiment.name}: {len(would)} of {len(steps)} steps would run", title_justify="left")
     table.add_column("step")
     table.add_column("key", style="dim")
@@ -193,7 +204,13 @@ def status(name: str, rows: list[StepStatus], *, as_json: bool) -> None:
     for r in rows:
         run = r.last_run or {}
         when = datetime.datetime.fromtimestamp(run["started"]).strftime("%m-%d %H:%M:%S") if run.get("started") else ""
-        state = r.state if r.state == "done" else f"{r.state} ({r.reason})" if r.state in ("pending", "submitted") else r.state
+        state = (
+            r.state
+            if r.state == "done"
+            else f"{r.state} ({r.reason})"
+            if r.state in ("pending", "submitted")
+            else r.state
+        )
         table.add_row(
             r.name,
             _short(r.key),

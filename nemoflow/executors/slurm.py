@@ -171,38 +171,50 @@ class SlurmExecutor(Executor):
         """Where the job goes on the cluster, its packages there, and its sbatch script (saved with its log)."""
         if job.spec is None:
             raise ExecutorError(f"step {job.step!r}: SlurmExecutor runs nemoflow steps only (no job spec)")
-        shared = self._shared()
         job_dir = self.tunnel.expand_path(self.tunnel.job_dir)
-        root = posixpath.join(job_dir, job.experiment_id or "adhoc", job.name)
-        paths, code_digest = self._paths(job, root, job_dir, shared, inputs or {})
+        paths, code_digest = self._paths(job, job_dir, inputs or {}, upload=True)
+        script = self._script(job, paths, after)
+        (job.output_dir / SBATCH_FILE).write_text(script)
+        return SlurmJob(paths, self._shared(), script, code_digest, sorted(inputs or {}))
+
+    def preview(self, job: Job) -> str:
+        """The sbatch script ``job`` would be submitted with, made without touching the cluster (``--dry-run``)."""
+        paths, _ = self._paths(job, self.tunnel.job_dir, {}, upload=False)
+        return self._script(job, paths, ())
+
+    def _script(self, job: Job, paths: RemotePaths, after: tuple[str, ...] | list[str]) -> str:
         env = {k: v for k, v in {**job.env, **self.env_vars}.items() if k not in _NOT_FORWARDED}
-        header = f"nemoflow step {job.step!r}, key {job.key}, run {job.run_id}\nre-submit by hand with: sbatch {root}/{SBATCH_FILE}"
-        script = render_script(
+        header = f"nemoflow step {job.step!r}, key {job.key}, run {job.run_id or '(dry run)'}"
+        header += f"\nre-submit by hand with: sbatch {paths.root}/{SBATCH_FILE}"
+        return render_script(
             self,
             header=header,
             job_name=job.name,
-            log_file=str(job.log_path) if shared else paths.log_file,
-            workdir=remote_spec(job.spec, paths)["workdir"],
+            log_file=str(job.log_path) if self._shared() else paths.log_file,
+            workdir=remote_spec(job.spec or {}, paths)["workdir"],
             command=run_command(self._python(), paths),
             env={**run_env(paths), **env},
             after=list(after),
-            mounts=[f"{root}:{root}"] if self.container_image else [],
+            mounts=[f"{paths.root}:{paths.root}"] if self.container_image else [],
         )
-        (job.output_dir / SBATCH_FILE).write_text(script)
-        return SlurmJob(paths, shared, script, code_digest, sorted(inputs or {}))
 
-    def _paths(
-        self, job: Job, root: str, job_dir: str, shared: bool, known: dict[str, str]
-    ) -> tuple[RemotePaths, str | None]:
-        runtime = runtime_package(_stage(job))
-        runtime_dir = posixpath.join(job_dir, ".nemoflow", f"runtime-{runtime.digest[:16]}")
-        remote.ensure_unpacked(self.tunnel, runtime, runtime_dir)
+    def _paths(self, job: Job, job_dir: str, known: dict[str, str], *, upload: bool) -> tuple[RemotePaths, str | None]:
+        """The job's folders on the cluster; with ``upload``, nemoflow's runtime and the code are put there."""
+        root = posixpath.join(job_dir, job.experiment_id or "adhoc", job.name)
+        shared = self._shared()
+        runtime_dir = posixpath.join(job_dir, ".nemoflow", "runtime-<digest>")
+        if upload:
+            runtime = runtime_package(_stage(job))
+            runtime_dir = posixpath.join(job_dir, ".nemoflow", f"runtime-{runtime.digest[:16]}")
+            remote.ensure_unpacked(self.tunnel, runtime, runtime_dir)
         mounts: dict[str, str] = {}
-        code = code_package(self.packager, job.cwd, _stage(job))
+        code = code_package(self.packager, job.cwd, _stage(job)) if upload else None
         if code is not None:
             code_dir = posixpath.join(job_dir, ".nemoflow", f"code-{code.digest[:16]}")
             remote.ensure_unpacked(self.tunnel, code, code_dir)
             mounts[str(code.local_root)] = code_dir
+        elif self.packager is not None:
+            mounts[job.cwd] = posixpath.join(job_dir, ".nemoflow", "code-<digest>")
         elif not shared:
             mounts[job.cwd] = posixpath.join(root, "code")
             pipeline = (job.spec or {}).get("pipeline")

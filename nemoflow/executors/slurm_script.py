@@ -30,12 +30,12 @@ def sbatch_directives(executor: SlurmExecutor, *, job_name: str, log_file: str, 
         ("time", executor.time),
         ("array", executor.array),
     ]
-    lines = [f"#SBATCH --{name}={value}" for name, value in options if value is not None]
+    lines = [f"#SBATCH --{name}={_directive(value)}" for name, value in options if value is not None]
     if executor.exclusive:
         lines.append("#SBATCH --exclusive")
     for name, value in sorted(executor.additional_parameters.items()):
         flag = name.replace("_", "-")
-        lines.append(f"#SBATCH --{flag}" if value is True else f"#SBATCH --{flag}={value}")
+        lines.append(f"#SBATCH --{flag}" if value is True else f"#SBATCH --{flag}={_directive(value)}")
     if after:
         lines.append(f"#SBATCH --dependency={executor.dependency_type}:{':'.join(after)}")
         lines.append("#SBATCH --kill-on-invalid-dep=yes")
@@ -79,6 +79,12 @@ def render_script(
     run = srun_command(executor, command, mounts=mounts)
     lines.append(" ".join(_quote_arg(a) for a in run))
     return "\n".join(lines) + "\n"
+
+
+def _directive(value: Any) -> str:
+    """An #SBATCH value; sbatch reads double quotes there, so a value with spaces keeps them."""
+    text = str(value)
+    return f'"{text}"' if any(c.isspace() for c in text) else text
 
 
 def _quote_arg(arg: str) -> str:
