@@ -122,12 +122,13 @@ def make_plan(
     wanted = _ancestors(edges, _known(exp, until, "--until")) if until else None
     forced = set(_known(exp, force, "--force"))
     cache = store.file_hash_cache()
+    digests: dict[str, str] = {}  # packager -> its archive digest (when a packager is the code fingerprint)
     plan = Plan(exp, store, workdir=root, salt=salt, sequential=sequential)
     for name in order:
         if wanted is not None and name not in wanted:
             continue
         upstream = {up: plan.steps[up].key for up in sorted(edges[name])}
-        planned = _plan_step(steps[name], scans[name], upstream, root, cache, salt)
+        planned = _plan_step(steps[name], scans[name], upstream, root, cache, salt, digests)
         planned.reason = _reason(planned, store, forced)
         plan.steps[name] = planned
     if sequential:
@@ -284,7 +285,13 @@ def _ancestors(edges: dict[str, set[str]], roots: list[str]) -> set[str]:
 
 
 def _plan_step(
-    step: Step, scan: _Scan, upstream: dict[str, str], root: Path, cache: FileHashCache, salt: str
+    step: Step,
+    scan: _Scan,
+    upstream: dict[str, str],
+    root: Path,
+    cache: FileHashCache,
+    salt: str,
+    digests: dict[str, str],
 ) -> PlannedStep:
     task = step.task
     files = {
@@ -302,8 +309,19 @@ def _plan_step(
     else:
         kind = import_path(task.__fn_or_cls__)
         code = _code_of(task.__fn_or_cls__, scan.targets)
+    packager = getattr(step.executor, "packager", None)
+    if packager is not None and getattr(packager, "fingerprint", False):  # the user picked the archive's digest
+        code = "package:" + _package_digest(packager, root, digests)
     key = step_key(name=step.name, kind=kind, config=config, code=code, upstream=upstream, files=files, salt=salt)
     return PlannedStep(step.name, key, kind, task, config, code, upstream, files, step.executor)
+
+
+def _package_digest(packager: Any, root: Path, digests: dict[str, str]) -> str:
+    """The digest of the code archive ``packager`` makes of ``root``: made once per packager in a plan."""
+    marker = packager.model_dump_json()
+    if marker not in digests:
+        digests[marker] = packager.digest(root)
+    return digests[marker]
 
 
 def _code_of(target: Any, targets: set[Any]) -> str:

@@ -430,3 +430,30 @@ def test_unknown_fields_are_refused() -> None:
         GitArchivePackager(subpth="pkg")  # type: ignore[call-arg]
     with pytest.raises(pydantic.ValidationError):
         Holder.model_validate({"packager": {"kind": "zip"}})
+
+
+# ---- the archive digest as the code fingerprint (the engine side) ------------------------------------------
+def _fingerprint_plan(repo: Path, *, fingerprint: bool) -> str:
+    import nemoflow
+    from nemoflow.plan import make_plan
+    from nemoflow.store import Store
+
+    from targets_for_tests import read_many
+
+    packager = GitArchivePackager(fingerprint=fingerprint, include_uncommitted=True)
+    exp = nemoflow.Experiment("fingerprint")
+    exp.add(nemoflow.Partial(read_many, paths=[]), name="add", executor=nemoflow.SlurmExecutor(packager=packager))
+    plan = make_plan(exp, Store(repo.parent / "store"), workdir=repo)
+    return plan.steps["add"].key
+
+
+def test_packager_digest_is_the_code_fingerprint_when_picked(repo: Path) -> None:
+    picked = _fingerprint_plan(repo, fingerprint=True)
+    assert _fingerprint_plan(repo, fingerprint=True) == picked  # same code, same key
+    for path in repo.rglob("*.py"):
+        os.utime(path, (time.time() + 100, time.time() + 100))
+    assert _fingerprint_plan(repo, fingerprint=True) == picked  # mtimes do not count
+    default = _fingerprint_plan(repo, fingerprint=False)
+    write(repo / "pkg" / "model.py", "MODEL = 2\n")
+    assert _fingerprint_plan(repo, fingerprint=True) != picked  # any packaged change rebuilds
+    assert _fingerprint_plan(repo, fingerprint=False) == default  # by default only the step's own code counts
