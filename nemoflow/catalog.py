@@ -21,7 +21,7 @@ from typing import Any
 from nemoflow.api import default_executor
 from nemoflow.config import trusted_values
 from nemoflow.errors import ConfigError, UserError, did_you_mean
-from nemoflow.executors import executor_from_data
+from nemoflow.executors import Handle, executor_from_data
 from nemoflow.experiment import Experiment, StepHandle
 from nemoflow.ledger import Ledger
 from nemoflow.pipeline_file import import_pipeline_module
@@ -317,7 +317,8 @@ def cancel(exp: Experiment, step: str | None = None, *, timeout: float = 30.0) -
     """Stop the run's running steps (or one step), and start no more of them (or not that one).
 
     Jobs of the local executor on this host get SIGTERM, then SIGKILL after ``timeout / 2``;
-    their runs end as cancelled. A run whose worker is gone is marked cancelled. Steps running
+    their runs end as cancelled. Jobs on a backend (Slurm: ``scancel``) are cancelled there, also
+    those a detached build left to their cluster. A run whose worker is gone is marked cancelled. Steps running
     in the build process (``direct``) or on other hosts finish; no step starts after them.
 
     Returns:
@@ -329,11 +330,14 @@ def cancel(exp: Experiment, step: str | None = None, *, timeout: float = 30.0) -
     store.request_cancel(experiment_id, step)
     ledger = open_ledger(store)
     try:
-        running = [
-            run
-            for run in _latest_runs(ledger, experiment_id).values()
-            if run["status"] == "running" and step in (None, run["step"])
-        ]
+        latest = [run for run in _latest_runs(ledger, experiment_id).values() if step in (None, run["step"])]
+        remote = [run for run in latest if run["status"] in ("running", "submitted") and _backend(run) is not None]
+        for run in remote:
+            _backend(run).cancel(Handle(None, run["job_id"]))  # type: ignore[union-attr,arg-type]
+            if run["status"] == "submitted":  # no build follows it: close it here
+                ledger.mark_cancelled(run["id"])
+                store.unmark_detached(run["id"])
+        running = [run for run in latest if run["status"] == "running"]
         # a job outlives no build (it follows its parent), so only a live build's job is signalled:
         # the pid of a job whose build is gone may belong to another process by now
         stoppable = [run for run in running if _job_pid(run) is not None and process_alive(run["host"], run["pid"])]
@@ -354,7 +358,15 @@ def cancel(exp: Experiment, step: str | None = None, *, timeout: float = 30.0) -
             time.sleep(0.05)
     finally:
         ledger.close()
-    return [run["step"] for run in stoppable]
+    return [run["step"] for run in [*remote, *stoppable]]
+
+
+def _backend(run: dict[str, Any]) -> Any:
+    """The executor a run's job was submitted to, when it is a backend that can cancel by job id."""
+    details = json.loads(run.get("details") or "{}")
+    if "executor" not in details or not run.get("job_id"):
+        return None
+    return executor_from_data(details["executor"])
 
 
 def _job_pid(run: dict[str, Any]) -> int | None:

@@ -276,7 +276,8 @@ class Ledger:
         """Close a run nobody will close any more (its worker is gone) as cancelled."""
         with self.db.conn:
             self.db.execute(
-                "update runs set status = 'cancelled', ended = ?, error = ? where id = ? and status = 'running'",
+                "update runs set status = 'cancelled', ended = ?, error = ?"
+                " where id = ? and status in ('running', 'submitted')",
                 [time.time(), error, run_id],
             )
 

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from nemoflow.config import Script
 from nemoflow.errors import ExecutorError, StepFailed
-from nemoflow.executors import Executor, Job, JobResult, JobState
+from nemoflow.executors import Executor, Job, JobResult, JobState, executor_to_data
 from nemoflow.executors.local import LocalExecutor
 from nemoflow.ledger import Ledger
 from nemoflow.plan import Plan, PlannedStep
@@ -259,7 +259,8 @@ def _run_with_executor(
         handle = executor.submit(job)
     except (OSError, ValueError, ExecutorError) as exc:
         return JobResult(JobState.FAILED, None, str(exc))
-    ctx.ledger().set_job_id(run_id, handle.job_id, handle.details)  # from now on `cancel` can find the job
+    details = {**handle.details, "executor": executor_to_data(executor)} if handle.details else None
+    ctx.ledger().set_job_id(run_id, handle.job_id, details)  # from now on `cancel` can find the job
     if ctx.store.cancel_requested(ctx.experiment_id, step.name):  # asked while the job was starting
         executor.cancel(handle)
     try:

@@ -299,3 +299,25 @@ def _wait_for_running_job(tmp_path: Path, step: str) -> str:
                     return run["job_id"]
         time.sleep(0.3)
     raise AssertionError(f"step {step} never ran on Slurm")
+
+
+def test_cancel_scancels_a_detached_job(tmp_path, sshd_service, slurm_service, job_dir):
+    pipeline = _pipeline(
+        tmp_path,
+        _ssh_executor(sshd_service, slurm_service, job_dir),
+        """
+        exp = nemoflow.Experiment("slurm_detached_cancel")
+        exp.add(nemoflow.Partial(sleepy, seconds=120), name="sleepy", executor=ex)
+        """,
+    )
+    nemoflow("build", str(pipeline), "--detach", cwd=tmp_path, check=True)
+    job_id = _runs(tmp_path)["sleepy"]["job_id"]
+    proc = nemoflow("cancel", "slurm_detached_cancel", cwd=tmp_path, check=True)
+    assert "sleepy" in proc.stdout
+    deadline = time.monotonic() + 30
+    while not _sacct(job_id)[0].startswith("CANCELLED") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _sacct(job_id)[0].startswith("CANCELLED")
+    assert _runs(tmp_path)["sleepy"]["status"] == "cancelled"
+    status = nemoflow("status", str(pipeline), "--json", cwd=tmp_path, check=True)
+    assert json.loads(status.stdout)[0]["state"] == "failed"  # cancelled: not done, would run again
