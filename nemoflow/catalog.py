@@ -21,7 +21,7 @@ from typing import Any
 from nemoflow.api import default_executor
 from nemoflow.config import trusted_values
 from nemoflow.errors import ConfigError, UserError, did_you_mean
-from nemoflow.executors import Handle, executor_from_data
+from nemoflow.executors import Handle, Job, executor_from_data
 from nemoflow.experiment import Experiment, StepHandle
 from nemoflow.ledger import Ledger
 from nemoflow.pipeline_file import import_pipeline_module
@@ -266,8 +266,27 @@ def _read_step_file(exp: Experiment, step: str, filename: str) -> str:
 
 
 def logs(exp: Experiment, step: str) -> str:
-    """The text of the step's log (also of a failed or cancelled attempt); "" when it printed nothing."""
+    """The text of the step's log (also of a failed or cancelled attempt); "" when it printed nothing.
+
+    The log of a job still running on a backend that does not share this machine's files (Slurm
+    over SSH) is read from there.
+    """
+    _, _, run = _member_and_run(exp, step)
+    if run is not None and run["status"] in ("running", "submitted"):
+        text = _backend_log(run)
+        if text is not None:
+            return text
     return _read_step_file(exp, step, LOG)
+
+
+def _backend_log(run: dict[str, Any]) -> str | None:
+    details = json.loads(run.get("details") or "{}")
+    executor = executor_from_data(details["executor"]) if "executor" in details else None
+    if executor is None or details.get("shared", True) or not hasattr(executor, "attach"):
+        return None
+    workspace = Path(run["log_path"]).parent
+    job = Job(run["step"], run["key"], [], workspace, Path(run["log_path"]), "", run_id=run["id"])
+    return executor.logs(executor.attach(job, run["job_id"], details))
 
 
 def metrics(exp: Experiment, step: str) -> list[dict[str, Any]]:

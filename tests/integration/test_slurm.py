@@ -321,3 +321,24 @@ def test_cancel_scancels_a_detached_job(tmp_path, sshd_service, slurm_service, j
     assert _runs(tmp_path)["sleepy"]["status"] == "cancelled"
     status = nemoflow("status", str(pipeline), "--json", cwd=tmp_path, check=True)
     assert json.loads(status.stdout)[0]["state"] == "failed"  # cancelled: not done, would run again
+
+
+def test_logs_of_a_running_job_over_ssh_are_read_from_the_cluster(tmp_path, sshd_service, slurm_service, job_dir):
+    pipeline = _pipeline(
+        tmp_path,
+        _ssh_executor(sshd_service, slurm_service, job_dir),
+        """
+        exp = nemoflow.Experiment("slurm_remote_logs")
+        exp.add(nemoflow.Partial(sleepy, seconds=120), name="sleepy", executor=ex)
+        """,
+    )
+    nemoflow("build", str(pipeline), "--detach", cwd=tmp_path, check=True)
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while "sleeping" not in text and time.monotonic() < deadline:
+            text = nemoflow("logs", "slurm_remote_logs", "sleepy", cwd=tmp_path, check=True).stdout
+            time.sleep(0.5)
+        assert "sleeping" in text  # printed by the step, still on the cluster only
+    finally:
+        nemoflow("cancel", "slurm_remote_logs", cwd=tmp_path)
