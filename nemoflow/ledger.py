@@ -235,9 +235,16 @@ class Ledger:
                 }
             )
             edge_rows.extend({"key": s["key"], "upstream_key": k, "upstream_name": n} for n, k in s["upstream"].items())
-        with self.db.conn:
-            self.db["steps"].insert_all(step_rows, ignore=True, batch_size=500)
-            self.db["edges"].insert_all(edge_rows, ignore=True, batch_size=500)
+        with self.db.conn:  # plain SQL: sqlite-utils' insert_all costs ~10x as much for 100,000 rows
+            self.db.conn.executemany(
+                "insert or ignore into steps (key, name, kind, config, code, created)"
+                " values (:key, :name, :kind, :config, :code, :created)",
+                step_rows,
+            )
+            self.db.conn.executemany(
+                "insert or ignore into edges (key, upstream_key, upstream_name) values (:key, :upstream_key, :upstream_name)",
+                edge_rows,
+            )
 
     def start_run(self, row: dict[str, Any]) -> None:
         record = {**row, "status": "running", "started": row.get("started", time.time())}

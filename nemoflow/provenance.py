@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -44,18 +45,28 @@ def capture_environment(cache: Path | None = None) -> Environment:
             pass
     env = _scan_environment()
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"stamp": stamp, "environment": dataclasses.asdict(env)}))
-        os.replace(tmp, cache)
+        with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+            tmp.write_text(json.dumps({"stamp": stamp, "environment": dataclasses.asdict(env)}))
+            os.replace(tmp, cache)
     return env
 
 
+def environment_cache() -> Path:
+    """Where this interpreter's environment listing is cached, for every store and project of this user."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "nemoflow" / f"environment-{sha256_text(sys.executable)[:16]}.json"
+
+
 def _path_stamp() -> list[list[Any]]:
+    """The modification times of the folders packages are installed in (an install changes one)."""
     stamp = []
     for entry in sys.path:
+        if not entry or not ("site-packages" in entry or "dist-packages" in entry or entry.startswith(sys.prefix)):
+            continue  # the project's own folders say nothing about installed packages
         try:
-            stamp.append([entry, os.stat(entry or ".").st_mtime_ns])
+            stamp.append([entry, os.stat(entry).st_mtime_ns])
         except OSError:
             continue
     return [[sys.executable, 0], *stamp]

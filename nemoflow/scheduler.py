@@ -224,7 +224,7 @@ def _record_build(plan: Plan, to_run: list[PlannedStep], options: dict[str, Any]
         The new experiment id, and the environment id (None when nothing runs).
     """
     from nemoflow.ledger import Ledger
-    from nemoflow.provenance import capture_environment, git_state
+    from nemoflow.provenance import capture_environment, environment_cache, git_state
 
     exp = plan.experiment
     ledger = Ledger(ledger_path(plan.store))
@@ -252,7 +252,7 @@ def _record_build(plan: Plan, to_run: list[PlannedStep], options: dict[str, Any]
         exp.id, exp.store = experiment_id, plan.store
         if not to_run:
             return experiment_id, None
-        env = capture_environment(plan.store.root / ".cache" / "environment.json")
+        env = capture_environment(environment_cache())
         ledger.record_environment(env)
         ledger.record_steps(
             {"key": s.key, "name": s.name, "kind": s.kind, "config": s.config, "code": s.code, "upstream": s.upstream}

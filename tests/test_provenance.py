@@ -23,8 +23,8 @@ def test_environment_lists_python_and_packages() -> None:
 def test_environment_cache_is_reused_until_a_package_folder_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    packages = tmp_path / "site"
-    packages.mkdir()
+    packages = tmp_path / "lib" / "site-packages"
+    packages.mkdir(parents=True)
     monkeypatch.syspath_prepend(str(packages))
     cache = tmp_path / "environment.json"
     first = capture_environment(cache)
