@@ -109,6 +109,10 @@ class StepTask(luigi.Task):
             StepFailed: a step failed (for a group: the first failure, after the rest ran).
         """
         ctx = self._context()
+        with ctx.ledger().steps_in_a_row():
+            self._run_steps(ctx)
+
+    def _run_steps(self, ctx: BuildContext) -> None:
         failed: dict[str, StepFailed] = {}
         for step in self.planned():
             if any(up in failed for up in step.upstream) or any(up in failed for up in step.after):
