@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nemoflow.errors import ExecutorError, StepFailed
+from nemoflow.errors import ExecutorError, StepFailed, UserError
 from nemoflow.executors import Executor, Handle, Job, JobResult, JobState, executor_from_data, executor_to_data
 from nemoflow.ledger import Ledger
 from nemoflow.plan import PlannedStep
@@ -91,7 +91,7 @@ def _submit(ctx: BuildContext, step: PlannedStep, after: list[str], inputs: dict
     job = make_job(ctx, step, workspace, run_id)
     try:
         handle = executor.submit_after(job, after=after, inputs=inputs)  # type: ignore[attr-defined]
-    except (OSError, ValueError, ExecutorError) as exc:
+    except (OSError, ValueError, UserError, ExecutorError) as exc:
         fail_run(
             ctx.store, ctx.ledger(), step.name, step.key, workspace, run_id, JobResult(JobState.FAILED, None, str(exc))
         )

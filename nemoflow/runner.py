@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from nemoflow.config import Script
-from nemoflow.errors import ExecutorError, StepFailed
+from nemoflow.errors import ExecutorError, StepFailed, UserError
 from nemoflow.executors import Executor, Job, JobResult, JobState, executor_to_data
 from nemoflow.executors.local import LocalExecutor
 from nemoflow.ledger import Ledger
@@ -100,16 +100,11 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
         else:
             result = _run_with_executor(ctx, step, workspace, executor, run_id)
     except KeyboardInterrupt:
-        fail_run(
-            ctx.store,
-            ctx.ledger(),
-            step.name,
-            step.key,
-            workspace,
-            run_id,
-            JobResult(JobState.CANCELLED, None, "interrupted"),
-        )
+        interrupted = JobResult(JobState.CANCELLED, None, "interrupted")
+        fail_run(ctx.store, ctx.ledger(), step.name, step.key, workspace, run_id, interrupted)
         raise
+    except Exception as exc:  # a backend's unexpected error: the run ends failed, never stays "running"
+        result = JobResult(JobState.FAILED, None, f"{type(exc).__name__}: {exc}")
     finish_run(ctx.store, ctx.ledger(), workspace, run_id, step_record(ctx, step, run_id, started), result)
 
 
@@ -257,7 +252,7 @@ def _run_with_executor(
     job = make_job(ctx, step, workspace, run_id)
     try:
         handle = executor.submit(job)
-    except (OSError, ValueError, ExecutorError) as exc:
+    except (OSError, ValueError, UserError, ExecutorError) as exc:
         return JobResult(JobState.FAILED, None, str(exc))
     details = {**handle.details, "executor": executor_to_data(executor)} if handle.details else None
     ctx.ledger().set_job_id(run_id, handle.job_id, details)  # from now on `cancel` can find the job

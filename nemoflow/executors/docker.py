@@ -24,7 +24,7 @@ import pydantic
 
 from nemoflow.errors import ExecutorError, UserError
 from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
-from nemoflow.executors.packagers import GitArchivePackager, HybridPackager, Package, PatternPackager
+from nemoflow.executors.packagers import AnyPackager, Package
 from nemoflow.executors.staging import (
     RemotePaths,
     code_package,
@@ -79,7 +79,7 @@ class DockerExecutor(Executor):
     memory: str | None = None
     shm_size: str | None = None
     network: str | None = None
-    packager: GitArchivePackager | PatternPackager | HybridPackager | None = None
+    packager: AnyPackager | None = None
     additional_kwargs: dict[str, Any] = {}
     python: str = "python3"
     pull: bool = False
@@ -104,7 +104,7 @@ class DockerExecutor(Executor):
             raise ValueError(f"DockerExecutor runs nemoflow steps only: job {job.name!r} has no spec or stage_dir")
         client = _client()
         self._ensure_image(client)
-        paths, binds = self._stage(job)
+        paths, binds, paths_digest = self._stage(job)
         job_file = job.stage_dir / "jobs" / f"{job.name}.json"
         job_file.parent.mkdir(parents=True, exist_ok=True)
         job_file.write_text(json.dumps(remote_spec(job.spec, paths), indent=1))
@@ -112,10 +112,11 @@ class DockerExecutor(Executor):
         kwargs = self._run_kwargs(job, paths, binds)
         with _docker_errors(f"cannot start a container of {self.container_image!r}"):
             container = client.containers.run(self.container_image, run_command(self.python, paths), **kwargs)
-        running = _Running(container, job_file)
+        running = _Running(container, job_file, code_digest=paths_digest)
         running.copier = threading.Thread(target=_copy_logs, args=(container, job), daemon=True)
         running.copier.start()
-        return Handle(job, container.short_id, native=running)
+        details = {"container": container.name, "code_digest": running.code_digest}
+        return Handle(job, container.short_id, native=running, details=details)
 
     def status(self, handle: Handle) -> JobState:
         running: _Running = handle.native
@@ -177,7 +178,7 @@ class DockerExecutor(Executor):
         with _docker_errors(f"cannot pull image {self.container_image!r}"):
             client.images.pull(self.container_image)
 
-    def _stage(self, job: Job) -> tuple[RemotePaths, list[str]]:
+    def _stage(self, job: Job) -> tuple[RemotePaths, list[str], str | None]:
         """Where the job's files are in the container, and the bind mounts that put them there."""
         assert job.spec is not None and job.stage_dir is not None
         runtime = extract_once(runtime_package(job.stage_dir), job.stage_dir, "runtime")
@@ -197,7 +198,7 @@ class DockerExecutor(Executor):
         binds += [f"{folder}:{inputs[name]}:ro" for name, folder in job.spec["upstream_dirs"].items()]
         binds += [f"{job.output_dir}:{OUTPUT_DIR}:rw", f"{runtime}:{RUNTIME_DIR}:ro"]
         paths = RemotePaths(JOB_DIR, OUTPUT_DIR, RUNTIME_DIR, mounts=mounts, inputs=inputs)
-        return paths, binds
+        return paths, binds, package.digest if package else None
 
     def _run_kwargs(self, job: Job, paths: RemotePaths, binds: list[str]) -> dict[str, Any]:
         """The keyword arguments of ``client.containers.run`` for ``job`` (everything but image and command)."""
@@ -241,6 +242,7 @@ class _Running:
     container: Any
     job_file: Path
     copier: threading.Thread | None = None
+    code_digest: str | None = None
     cancelled: bool = False
     result: JobResult | None = None
 
