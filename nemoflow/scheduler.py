@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -119,8 +120,9 @@ def run_plan(
     done_now = {o.key for o in collected if not o.error}
     to_run = [s for s in plan.to_run() if s.key not in done_now]
     skipped = [StepOutcome(s.name, s.key, s.reason.value) for s in plan if not s.runs]
+    collected_ok = [o for o in collected if not o.error]  # built by jobs a detached build left running
     if not to_run and not record:
-        return BuildResult(skipped=skipped)
+        return BuildResult(ran=collected_ok, skipped=skipped)
     started = time.time()
     options = {
         "jobs": jobs,
@@ -156,26 +158,39 @@ def run_plan(
     )
     status = "interrupted"
     try:
-        if detach:
-            result = _run_detached(ctx, to_run, skipped, jobs, progress)
-        elif scheduler_url is None:
-            with reporting(ctx.ledger_path, experiment_id, len(to_run), progress):
-                run_with_luigi(ctx, to_run, jobs)
-            result = _collect(ctx, to_run, skipped)
-        else:
-            from nemoflow.runner import executor_name
+        with _shared_connections(to_run, jobs):  # -j N: the workers use this process's SSH connections
+            if detach:
+                result = _run_detached(ctx, to_run, skipped, jobs, progress)
+            elif scheduler_url is None:
+                with reporting(ctx.ledger_path, experiment_id, len(to_run), progress):
+                    run_with_luigi(ctx, to_run, jobs)
+                result = _collect(ctx, to_run, skipped)
+            else:
+                from nemoflow.runner import executor_name
 
-            scope = [s for s in to_run if executor_filter is None or executor_name(s) == executor_filter]
-            keys = [s.key for s in scope]
-            with reporting(ctx.ledger_path, experiment_id, len(scope), progress, keys=keys):
-                waiter = run_with_luigi(ctx, to_run, jobs, scheduler_url=scheduler_url, scope=scope, timeout=timeout)
-            result = _collect_central(ctx, scope, skipped, waiter)
+                scope = [s for s in to_run if executor_filter is None or executor_name(s) == executor_filter]
+                keys = [s.key for s in scope]
+                with reporting(ctx.ledger_path, experiment_id, len(scope), progress, keys=keys):
+                    waiter = run_with_luigi(
+                        ctx, to_run, jobs, scheduler_url=scheduler_url, scope=scope, timeout=timeout
+                    )
+                result = _collect_central(ctx, scope, skipped, waiter)
+        result.ran[:0] = collected_ok
         status = "succeeded" if result.ok else "failed"
         if any(o.error == "cancelled" for o in result.failed):
             status = "cancelled"
     finally:
         _finish_build(plan.store, experiment_id, status)
     return result
+
+
+def _shared_connections(to_run: list[PlannedStep], jobs: int) -> contextlib.AbstractContextManager[None]:
+    """With several (forked) workers and steps over SSH, the build process serves its connections to them."""
+    if jobs > 1 and any(getattr(getattr(s.executor, "tunnel", None), "kind", None) == "ssh" for s in to_run):
+        from nemoflow.executors.session import serving
+
+        return serving()
+    return contextlib.nullcontext()
 
 
 def _settle_detached(store: Store) -> tuple[list[StepOutcome], dict[str, dict[str, Any]]]:

@@ -20,7 +20,7 @@ from nemoflow.executors import remote
 from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
 from nemoflow.executors.launchers import Launcher
 from nemoflow.executors.packagers import AnyPackager
-from nemoflow.executors.slurm_poll import SlurmState, poller_for
+from nemoflow.executors.slurm_poll import SlurmState, job_state, poller_for
 from nemoflow.executors.slurm_script import render_script
 from nemoflow.executors.staging import RemotePaths, code_package, remote_spec, run_command, run_env, runtime_package
 from nemoflow.executors.tunnels import AnyTunnel, LocalTunnel, SSHTunnel
@@ -99,7 +99,7 @@ class SlurmExecutor(Executor):
         return Handle(job, job_id, native=slurm_job, details={"tunnel": self.tunnel.key, **slurm_job.details()})
 
     def status(self, handle: Handle) -> JobState:
-        state = poller_for(self.tunnel, self.poll_interval).state(handle.job_id)
+        state = job_state(self.tunnel, self.poll_interval, handle.job_id)
         return state.state if state else JobState.PENDING
 
     def cancel(self, handle: Handle) -> None:
@@ -153,12 +153,10 @@ class SlurmExecutor(Executor):
         return JobResult(final.state, final.exit_code, error, backend_state=final.slurm)
 
     def _follow(self, handle: Handle) -> SlurmState:
-        poller = poller_for(self.tunnel, self.poll_interval)
         unseen = 0
         while True:
-            state = poller.state(handle.job_id)
+            state = job_state(self.tunnel, self.poll_interval, handle.job_id)
             if state is not None and state.state.finished:
-                poller.forget(handle.job_id)
                 return state
             unseen = unseen + 1 if state is None else 0
             if unseen * self.poll_interval > 120:  # neither sacct nor squeue knows it

@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from nemoflow.executors import session
 from nemoflow.executors.base import JobState
 from nemoflow.executors.tunnels import Tunnel
 
@@ -119,6 +120,17 @@ class Poller:
             self.watched.discard(job_id)
 
 
+def job_state(tunnel: Tunnel, interval: float, job_id: str) -> SlurmState | None:
+    """A job's state from the build's poller (through the build process when this is a forked worker)."""
+    if (shared := session.client()) is not None:
+        return shared.slurm_state(tunnel, interval, job_id)
+    poller = poller_for(tunnel, interval)
+    state = poller.state(job_id)
+    if state is not None and state.state.finished:
+        poller.forget(job_id)
+    return state
+
+
 _POLLERS: dict[str, Poller] = {}
 
 
@@ -126,5 +138,5 @@ def poller_for(tunnel: Tunnel, interval: float) -> Poller:
     """This process's poller for the tunnel's cluster (shared by all the jobs it follows)."""
     poller = _POLLERS.get(tunnel.key)
     if poller is None:
-        poller = _POLLERS[tunnel.key] = Poller(tunnel, interval)
+        poller = _POLLERS.setdefault(tunnel.key, Poller(tunnel, interval))  # threads of a build's session
     return poller

@@ -1,7 +1,8 @@
 """Run commands and copy files here or over SSH with one verb set: run, put, get, forward_local.
 
 ``SSHTunnel`` uses fabric (the extra ``nemoflow[ssh]``, imported inside functions only). Its connections are
-pooled, one per ``user@host:port`` per process, shared by equal tunnels and closed by :func:`close_all`.
+pooled, one per ``user@host:port`` per process, shared by equal tunnels and closed by :func:`close_all`; a build's
+forked workers use the build process's connections instead (see ``session.py``).
 A dropped connection is re-opened and run/put/get retried once: ``run`` repeats a command only when the first
 attempt failed before it started (SSHException, EOFError, socket error); a connection lost while it ran is
 reported, never retried.
@@ -24,13 +25,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 
 from nemoflow.errors import ExecutorError, UserError
+from nemoflow.executors import session
 from nemoflow.executors.relay import relay
 
 T = TypeVar("T")
@@ -203,24 +205,32 @@ class SSHTunnel(Tunnel):
     def expand_path(self, path: str) -> str:
         if path != "~" and not path.startswith("~/"):
             return path
+        if (shared := session.client()) is not None:  # a forked worker: the build's connection
+            return shared.expand_path(self, path)
         entry = self._conn()
         if entry.home is None:
             entry.home = self._retrying("echo $HOME", lambda e: self._fabric_run(e, "echo $HOME", None)).stdout.strip()
         return entry.home + path[1:]
 
     def _run(self, command: str, timeout: float | None, env: dict[str, str], cwd: str | None) -> CommandResult:
+        if (shared := session.client()) is not None:
+            return shared.run(self, command, timeout, env, cwd)
         script = _script(command, env, cwd)
         return self._retrying(f"run {_short(command)}", lambda entry: self._fabric_run(entry, script, timeout))
 
     def put(self, local: str | os.PathLike[str], remote: str) -> None:
+        if (shared := session.client()) is not None:
+            return shared.put(self, os.fspath(local), remote)
         target = self.expand_path(remote)
         self.run(f"mkdir -p {_quote_path(os.path.dirname(target) or '.')}")
-        self._retrying(f"put {local} -> {target}", lambda entry: entry.conn.put(os.fspath(local), target))
+        self._retrying(f"put {local} -> {target}", lambda entry: _sftp(entry, entry.conn.put, os.fspath(local), target))
 
     def get(self, remote: str, local: str | os.PathLike[str]) -> None:
+        if (shared := session.client()) is not None:
+            return shared.get(self, remote, os.fspath(local))
         source = self.expand_path(remote)
         Path(local).parent.mkdir(parents=True, exist_ok=True)
-        self._retrying(f"get {source}", lambda entry: entry.conn.get(source, local=os.fspath(local)))
+        self._retrying(f"get {source}", lambda entry: _sftp(entry, entry.conn.get, source, os.fspath(local)))
 
     @contextlib.contextmanager
     def forward_local(self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1") -> Iterator[None]:
@@ -293,6 +303,7 @@ class _Connection:
 
     conn: Any
     home: str | None = None
+    sftp_lock: threading.Lock = field(default_factory=threading.Lock)  # one SFTP client: one call at a time
 
     def alive(self) -> bool:
         return self.conn.transport is not None and self.conn.transport.is_active()
@@ -300,6 +311,12 @@ class _Connection:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.conn.close()
+
+
+def _sftp(entry: _Connection, operation: Callable[..., Any], *args: Any) -> Any:
+    """A transfer on the connection's one SFTP client, which answers one request at a time (threads wait)."""
+    with entry.sftp_lock:
+        return operation(*args)
 
 
 _POOL: dict[str, _Connection] = {}
