@@ -22,7 +22,8 @@ IMAGE=nf-python:bookworm
 SSH_PORT=2222
 CLUSTER=nemoflow
 PARTITION=debug
-PACKAGES=(openssh-server munge slurm-wlm slurmdbd mariadb-server docker.io debootstrap python3-venv busybox-static)
+PACKAGES=(openssh-server munge slurm-wlm slurmdbd mariadb-server docker.io debootstrap python3-venv busybox-static python3-torch)
+TORCH_VENV=/opt/nemoflow-torch  # Debian's CPU torch (python3-torch) + nemoflow's step runtime: the torchrun test
 
 log() { echo "services.sh: $*" >&2; }
 die() { echo "services.sh: ERROR: $*" >&2; exit 1; }
@@ -131,6 +132,14 @@ chmod -R a+rX "$VENV"
 runuser -u nftest -- "$VENV/bin/python" -c "import pydantic, dill, yaml, numpy" \
     || die "nftest cannot import the remote packages from $VENV"
 echo "remote-python: $(took "$t")s ($VENV)"
+
+t=$(now)
+if ! "$TORCH_VENV/bin/python" -c "import torch, pydantic, dill" >/dev/null 2>&1; then
+    [ -x "$TORCH_VENV/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$TORCH_VENV"
+    "$TORCH_VENV/bin/pip" install -q --disable-pip-version-check pydantic dill
+fi
+chmod -R a+rX "$TORCH_VENV"
+echo "torch-python: $(took "$t")s ($TORCH_VENV)"
 
 # --- Slurm (munge, MariaDB, slurmdbd, slurmctld, slurmd) ----------------------------------------------------
 t=$(now)
@@ -341,7 +350,8 @@ write_if_changed "$CI/services.json" <<EOF || true
   "slurm": {
     "partition": "$PARTITION",
     "cluster": "$CLUSTER",
-    "remote_python": "$VENV/bin/python"
+    "remote_python": "$VENV/bin/python",
+    "torch_python": "$TORCH_VENV/bin/python"
   },
   "docker": {
     "base_url": "unix:///var/run/docker.sock",

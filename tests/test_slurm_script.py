@@ -70,7 +70,7 @@ def test_golden_script_is_valid_bash():
 def test_torchrun_line_uses_the_head_node_and_one_launcher_per_node():
     text = render_representative()
     srun = text.strip().splitlines()[-1]
-    assert srun.startswith("srun --ntasks-per-node=1 --container-image=nvcr.io/nvidia/pytorch:24.01-py3")
+    assert srun.startswith("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --container-image=nvcr.io/nvidia/pytorch:24.01-py3")
     assert "python -m torch.distributed.run --nnodes=2 --nproc_per_node=8" in srun
     assert "--rdzv_endpoint=$head_node_ip:29500" in srun  # left for bash to expand
     assert "head_node_ip=" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 Launcher = Literal["torchrun"]
@@ -26,16 +27,20 @@ def torchrun_prefix(
         "--rdzv_backend=c10d",
         f"--rdzv_endpoint={rdzv_host}:{port}",
         "--rdzv_id=$SLURM_JOB_ID",
-        "--no_python",
     ]
 
 
-def launch_command(command: list[str], launcher: Launcher | None, *, nnodes: int, nproc_per_node: int) -> list[str]:
-    """``command`` (``python -m ...``) wrapped by ``launcher`` (None: unchanged)."""
+def launch_command(
+    command: list[str], launcher: Launcher | None, *, nnodes: int, nproc_per_node: int, extra: Sequence[str] = ()
+) -> list[str]:
+    """``command`` (``python -m ...``) wrapped by ``launcher`` (None: unchanged), with ``extra`` launcher arguments."""
     if launcher is None:
         return command
     if launcher == "torchrun":
-        return [*torchrun_prefix(command[0], nnodes=nnodes, nproc_per_node=nproc_per_node), *command]
+        prefix = [*torchrun_prefix(command[0], nnodes=nnodes, nproc_per_node=nproc_per_node), *extra]
+        if command[1:2] == ["-m"]:  # python -m MODULE ARGS: torchrun starts MODULE with the same interpreter
+            return [*prefix, *command[1:]]
+        return [*prefix, "--no_python", *command]
     raise ValueError(f"unknown launcher {launcher!r}")  # pragma: no cover - the Literal type refuses it first
 
 

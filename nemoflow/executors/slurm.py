@@ -74,6 +74,7 @@ class SlurmExecutor(Executor):
     container_mounts: list[str] = []
     packager: AnyPackager | None = None
     launcher: Launcher | None = None
+    launcher_args: list[str] = []  # more arguments for the launcher (torchrun's --max_restarts=3, ...)
     tunnel: AnyTunnel = pydantic.Field(default_factory=LocalTunnel)
     python: str | None = None  # the interpreter on the cluster (default: this one on the login node, python3 over SSH)
     shared_filesystem: bool | None = None  # the store's paths are the same there (default: True for LocalTunnel)

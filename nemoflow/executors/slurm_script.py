@@ -45,15 +45,18 @@ def sbatch_directives(executor: SlurmExecutor, *, job_name: str, log_file: str, 
 def srun_command(executor: SlurmExecutor, command: list[str], *, mounts: Sequence[str] = ()) -> list[str]:
     """``srun`` with the container flags (pyxis) and the launcher around ``command``."""
     srun = ["srun"]
-    if executor.launcher == "torchrun":
-        srun.append("--ntasks-per-node=1")  # one torchrun per node starts the node's processes
+    if executor.launcher == "torchrun":  # one torchrun per node starts the node's processes
+        srun += [f"--nodes={executor.nodes}", f"--ntasks={executor.nodes}", "--ntasks-per-node=1"]
     if executor.container_image:
         srun.append(f"--container-image={executor.container_image}")
         all_mounts = [*executor.container_mounts, *mounts]
         if all_mounts:
             srun.append(f"--container-mounts={','.join(all_mounts)}")
     nproc = executor.gpus_per_node or executor.ntasks_per_node
-    return [*srun, *launch_command(command, executor.launcher, nnodes=executor.nodes, nproc_per_node=nproc)]
+    launched = launch_command(
+        command, executor.launcher, nnodes=executor.nodes, nproc_per_node=nproc, extra=executor.launcher_args
+    )
+    return [*srun, *launched]
 
 
 def render_script(

@@ -40,6 +40,7 @@ class SlurmService:
     partition: str
     cluster: str
     remote_python: str  # a Python with pydantic, dill, yaml, numpy that every user can run
+    torch_python: str | None = None  # Debian's CPU torch (python3-torch) plus pydantic and dill
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def slurm_service() -> SlurmService:
             partition=str(section["partition"]),
             cluster=str(section["cluster"]),
             remote_python=str(section["remote_python"]),
+            torch_python=section.get("torch_python"),
         )
     except (KeyError, TypeError) as exc:
         _skip(component, f"bad slurm entry in {services_json_path()}: {exc!r}")
