@@ -152,11 +152,7 @@ def _handle(operation: str, data: dict[str, Any], args: tuple[Any, ...]) -> Any:
     from nemoflow.executors.tunnels import AnyTunnel
 
     tunnel = TypeAdapter(AnyTunnel).validate_python(data)
-    channels, sftp = _limits(tunnel.key)
-    with channels:
-        if operation in ("put", "get"):  # one SFTP client per connection, which is not thread-safe
-            with sftp:
-                return getattr(tunnel, operation)(*args)
+    with _channels(tunnel.key):  # SFTP transfers take turns in tunnels.py (one SFTP client per connection)
         return _OPERATIONS[operation](tunnel, *args)
 
 
@@ -168,17 +164,19 @@ def _slurm_state(tunnel: Any, interval: float, job_id: str) -> Any:
 
 _OPERATIONS: dict[str, Callable[..., Any]] = {
     "run": lambda tunnel, command, timeout, env, cwd: tunnel._run(command, timeout, env, cwd),
+    "put": lambda tunnel, local, remote: tunnel.put(local, remote),
+    "get": lambda tunnel, remote, local: tunnel.get(remote, local),
     "expand_path": lambda tunnel, path: tunnel.expand_path(path),
     "slurm_state": _slurm_state,
 }
-_LIMITS: dict[str, tuple[threading.BoundedSemaphore, threading.Lock]] = {}
+_CHANNELS: dict[str, threading.BoundedSemaphore] = {}
 
 
-def _limits(key: str) -> tuple[threading.BoundedSemaphore, threading.Lock]:
-    """The channel slots and the SFTP lock of connection ``key``."""
-    found = _LIMITS.get(key)
+def _channels(key: str) -> threading.BoundedSemaphore:
+    """The channel slots of connection ``key`` (so many workers never exceed the server's MaxSessions)."""
+    found = _CHANNELS.get(key)
     if found is None:
-        found = _LIMITS.setdefault(key, (threading.BoundedSemaphore(CHANNELS), threading.Lock()))
+        found = _CHANNELS.setdefault(key, threading.BoundedSemaphore(CHANNELS))
     return found
 
 
