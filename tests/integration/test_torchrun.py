@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nemoflow.executors.launchers import HEAD_NODE_LINES
 from nemoflow.executors.slurm import SlurmExecutor
 from nemoflow.executors.slurm_script import render_script
 
@@ -67,10 +69,42 @@ def test_torchrun_script_starts_one_launcher_per_node_at_the_head_node():
     assert last.endswith("-m nemoflow.run_step J")  # the step module, started by torchrun with the same Python
 
 
-def test_two_process_torchrun_step_on_slurm(tmp_path: Path, slurm_service: Any) -> None:
+def test_single_node_script_runs_two_processes_at_the_head_node():
+    executor = SlurmExecutor(partition="debug", nodes=1, ntasks_per_node=2, launcher="torchrun")
+    text = render_script(
+        executor,
+        header="h",
+        job_name="j",
+        log_file="/l",
+        workdir="/w",
+        command=["/opt/py", "-m", "nemoflow.run_step", "/w/job.json"],
+        env={},
+    )
+    lines = text.strip().splitlines()
+    assert "#SBATCH --ntasks-per-node=2" in lines  # the allocation holds both processes ...
+    assert lines[-4:-1] == HEAD_NODE_LINES
+    assert lines[-1] == (  # ... and srun starts one torchrun in it, which starts both
+        "srun --nodes=1 --ntasks=1 --ntasks-per-node=1 /opt/py -m torch.distributed.run --nnodes=1 --nproc_per_node=2"
+        " --rdzv_backend=c10d --rdzv_endpoint=$head_node_ip:29500 --rdzv_id=$SLURM_JOB_ID -m nemoflow.run_step /w/job.json"
+    )
+
+
+def _torch_python(slurm_service: Any) -> str:
+    """The interpreter with Debian's torch that .ci/services.sh makes; skips the test when it is missing."""
+    why = "needs Debian python3-torch and /opt/nemoflow-torch: run sudo bash .ci/services.sh"
     python = slurm_service.torch_python
     if not python or not os.access(python, os.X_OK):
-        pytest.skip("needs Debian python3-torch and /opt/nemoflow-torch: run sudo bash .ci/services.sh")
+        pytest.skip(f"{why} (no torch_python in services.json, or it is not there)")
+    probe = subprocess.run(
+        [python, "-c", "import torch, torch.distributed, pydantic, dill"], capture_output=True, text=True, check=False
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"{why} ({python} cannot import torch, pydantic, dill: {probe.stderr.strip().splitlines()[-1:]})")
+    return python
+
+
+def test_two_process_torchrun_step_on_slurm(tmp_path: Path, slurm_service: Any) -> None:
+    python = _torch_python(slurm_service)
     pipeline = tmp_path / "torchrun_pipeline.py"
     pipeline.write_text(textwrap.dedent(PIPELINE.format(partition=slurm_service.partition, python=python)))
     nemoflow("build", str(pipeline), cwd=tmp_path, check=True, timeout=240)
