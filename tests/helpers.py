@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,26 @@ def nemoflow(
     if check and proc.returncode != 0:
         raise AssertionError(f"nemoflow {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@contextlib.contextmanager
+def background_build(pipeline: Path, cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """``nemoflow build PIPELINE`` running in the background (to interrupt it); killed if still running at the end."""
+    env = {k: v for k, v in os.environ.items() if k != "NEMOFLOW_STORE"}
+    build = subprocess.Popen(
+        [sys.executable, "-m", "nemoflow.cli", "build", str(pipeline)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield build
+    finally:
+        if build.poll() is None:
+            build.kill()
+            build.communicate()
 
 
 def last_json(stdout: str) -> Any:

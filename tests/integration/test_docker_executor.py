@@ -9,7 +9,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from nemoflow.executors.base import Job
 from nemoflow.executors.docker import DockerExecutor
 from nemoflow.executors.staging import RemotePaths
 
-from helpers import nemoflow
+from helpers import background_build, nemoflow
 
 STEPS = '''
 import os
@@ -145,25 +144,13 @@ def test_ctrl_c_removes_the_container(tmp_path, docker_service):
         exp.add(nemoflow.Partial(sleepy, seconds=120), name="sleepy", executor=ex)
         """,
     )
-    env = {k: v for k, v in os.environ.items() if k != "NEMOFLOW_STORE"}
-    build = subprocess.Popen(
-        [sys.executable, "-m", "nemoflow.cli", "build", str(pipeline)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with background_build(pipeline, tmp_path) as build:
         deadline = time.monotonic() + 60
         while not _running("nemoflow.step=sleepy", tmp_path) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _running("nemoflow.step=sleepy", tmp_path), "the container never started"
         build.send_signal(signal.SIGINT)
         build.communicate(timeout=30)
-    finally:
-        if build.poll() is None:
-            build.kill()
     assert build.returncode != 0
     key = _runs(tmp_path)["sleepy"]["key"]
     assert not _containers(f"nemoflow.key={key}")  # Ctrl-C leaves no container behind

@@ -6,11 +6,9 @@ shared filesystem). Everything is real: sbatch, squeue, sacct (slurmdbd), scance
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import textwrap
 import time
 import uuid
@@ -19,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from helpers import nemoflow
+from helpers import background_build, nemoflow
 
 STEPS = '''
 import os
@@ -262,22 +260,10 @@ def test_ctrl_c_cancels_the_slurm_job_and_says_so(tmp_path, sshd_service, slurm_
         exp.add(nemoflow.Partial(sleepy, seconds=120), name="sleepy", executor=ex)
         """,
     )
-    env = {k: v for k, v in os.environ.items() if k != "NEMOFLOW_STORE"}
-    build = subprocess.Popen(
-        [sys.executable, "-m", "nemoflow.cli", "build", str(pipeline)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with background_build(pipeline, tmp_path) as build:
         job_id = _wait_for_running_job(tmp_path, "sleepy")
         build.send_signal(signal.SIGINT)
         _, err = build.communicate(timeout=30)
-    finally:
-        if build.poll() is None:
-            build.kill()
     assert build.returncode != 0
     assert f"cancelled Slurm job {job_id}" in err
     deadline = time.monotonic() + 30
