@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,12 +274,16 @@ class SSHTunnel(Tunnel):
     def _fabric_run(self, entry: _Connection, script: str, timeout: float | None) -> CommandResult:
         from invoke.exceptions import CommandTimedOut
 
+        began = time.monotonic()
         try:
             res = entry.conn.run(
                 f"bash -c {shlex.quote(script)}", hide=True, warn=True, in_stream=False, timeout=timeout
             )
         except CommandTimedOut as exc:
             raise ExecutorError(f"command timed out on {self.key} after {timeout}s: {_short(script)}") from exc
+        if res.exited == -1 and timeout is not None and time.monotonic() - began >= timeout:
+            # invoke's timer sometimes loses the race with the closed channel: it is still a timeout
+            raise ExecutorError(f"command timed out on {self.key} after {timeout}s: {_short(script)}")
         if res.exited == -1 and not entry.alive():  # the channel died without an exit status
             raise ExecutorError(f"connection to {self.key} lost while running (not retried): {_short(script)}")
         return CommandResult(res.stdout, res.stderr, res.exited)
