@@ -154,7 +154,7 @@ def run_plan(
         central=scheduler_url is not None,
         executor_filter=executor_filter,
         register_only=register_only,
-        detached={key: run for key, run in live.items() if key in {s.key for s in to_run}},
+        detached={s.key: live[s.key] for s in to_run if s.key in live},
     )
     status = "interrupted"
     try:
