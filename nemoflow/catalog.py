@@ -20,8 +20,9 @@ from typing import Any
 
 from nemoflow.api import default_executor
 from nemoflow.config import trusted_values
+from nemoflow.detached import attach
 from nemoflow.errors import ConfigError, UserError, did_you_mean
-from nemoflow.executors import Handle, Job, executor_from_data
+from nemoflow.executors import Handle, executor_from_data
 from nemoflow.experiment import Experiment, StepHandle
 from nemoflow.ledger import Ledger
 from nemoflow.pipeline_file import import_pipeline_module
@@ -280,13 +281,11 @@ def logs(exp: Experiment, step: str) -> str:
 
 
 def _backend_log(run: dict[str, Any]) -> str | None:
-    details = json.loads(run.get("details") or "{}")
-    executor = executor_from_data(details["executor"]) if "executor" in details else None
-    if executor is None or details.get("shared", True) or not hasattr(executor, "attach"):
+    """The log of a job that runs where this machine's files are not (None: read the local one)."""
+    executor = _backend(run)
+    if executor is None or json.loads(run["details"]).get("shared", True) or not hasattr(executor, "attach"):
         return None
-    workspace = Path(run["log_path"]).parent
-    job = Job(run["step"], run["key"], [], workspace, Path(run["log_path"]), "", run_id=run["id"])
-    return executor.logs(executor.attach(job, run["job_id"], details))
+    return executor.logs(attach(executor, run))
 
 
 def metrics(exp: Experiment, step: str) -> list[dict[str, Any]]:

@@ -99,7 +99,6 @@ def _submit(ctx: BuildContext, step: PlannedStep, after: list[str], inputs: dict
     details = {
         **handle.details,
         "executor": executor_to_data(executor),
-        "workspace": str(workspace),
         "record": step_record(ctx, step, run_id, ctx.started),
     }
     ctx.ledger().mark_submitted(run_id, handle.job_id, details)
@@ -122,7 +121,7 @@ def collect(store: Store, ledger: Ledger) -> list[StepOutcome]:
             if not state.state.finished:
                 ledger.set_backend_state(run["id"], state.slurm)
                 continue
-            handle = _attach(executor, store, run)
+            handle = attach(executor, run, store)
             result = executor.collect(handle, state)  # type: ignore[attr-defined]
             ended.append(_close(store, ledger, run, handle.job, result))
     return ended
@@ -134,9 +133,8 @@ def wait_for(ctx: BuildContext, step: PlannedStep, run: dict[str, Any]) -> None:
     Raises:
         StepFailed: the job did not succeed.
     """
-    details = json.loads(run["details"])
-    executor = executor_from_data(details["executor"])
-    handle = _attach(executor, ctx.store, run)
+    executor = executor_from_data(json.loads(run["details"])["executor"])
+    handle = attach(executor, run, ctx.store)
     try:
         result = executor.wait(handle)
     except ExecutorError as exc:
@@ -156,13 +154,12 @@ def _by_cluster(runs: list[dict[str, Any]]) -> list[tuple[Executor, list[dict[st
     return list(groups.values())
 
 
-def _attach(executor: Executor, store: Store, run: dict[str, Any]) -> Handle:
-    details = json.loads(run["details"])
-    workspace = Path(details["workspace"])
-    job = Job(
-        run["step"], run["key"], [], workspace, workspace / LOG, "", run_id=run["id"], stage_dir=store.root / ".stage"
-    )
-    return executor.attach(job, run["job_id"], details)  # type: ignore[attr-defined]
+def attach(executor: Executor, run: dict[str, Any], store: Store | None = None) -> Handle:
+    """A handle on the job of a ledger ``run`` (its workspace is where its log was to be written)."""
+    workspace = Path(run["log_path"]).parent
+    stage_dir = store.root / ".stage" if store is not None else None
+    job = Job(run["step"], run["key"], [], workspace, workspace / LOG, "", run_id=run["id"], stage_dir=stage_dir)
+    return executor.attach(job, run["job_id"], json.loads(run["details"]))  # type: ignore[attr-defined]
 
 
 def _close(store: Store, ledger: Ledger, run: dict[str, Any], job: Job, result: JobResult) -> StepOutcome:
