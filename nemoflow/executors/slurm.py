@@ -130,10 +130,7 @@ class SlurmExecutor(Executor):
 
     def states(self, job_ids: list[str]) -> dict[str, SlurmState]:
         """The state of each of ``job_ids`` on this cluster, in one query."""
-        poller = poller_for(self.tunnel, self.poll_interval)
-        poller.watched.update(job_ids)
-        poller.refresh()
-        return {job_id: poller.report[job_id] for job_id in job_ids if job_id in poller.report}
+        return poller_for(self.tunnel, self.poll_interval).states(job_ids)
 
     # ---- parts ----------------------------------------------------------------------------------
     def collect(self, handle: Handle, final: SlurmState) -> JobResult:
@@ -207,7 +204,7 @@ class SlurmExecutor(Executor):
             runtime_dir = posixpath.join(job_dir, ".nemoflow", f"runtime-{runtime.digest[:16]}")
             remote.ensure_unpacked(self.tunnel, runtime, runtime_dir)
         mounts: dict[str, str] = {}
-        code = code_package(self.packager, job.cwd, _stage(job)) if upload else None
+        code = code_package(self.packager, job.cwd, _stage(job), job.experiment_id) if upload else None
         if code is not None:
             code_dir = posixpath.join(job_dir, ".nemoflow", f"code-{code.digest[:16]}")
             remote.ensure_unpacked(self.tunnel, code, code_dir)

@@ -115,6 +115,13 @@ class Poller:
         self.calls += 1
         self.watched -= {i for i, s in self.report.items() if s.state.finished}
 
+    def states(self, job_ids: list[str]) -> dict[str, SlurmState]:
+        """The state of each of ``job_ids`` that the cluster knows, asked now in one query."""
+        with self._lock:
+            self.watched.update(job_ids)
+            self.refresh()
+            return {job_id: self.report[job_id] for job_id in job_ids if job_id in self.report}
+
     def forget(self, job_id: str) -> None:
         with self._lock:
             self.watched.discard(job_id)
