@@ -182,7 +182,7 @@ class DockerExecutor(Executor):
         """Where the job's files are in the container, and the bind mounts that put them there."""
         assert job.spec is not None and job.stage_dir is not None
         runtime = extract_once(runtime_package(job.stage_dir), job.stage_dir, "runtime")
-        package = code_package(self.packager, job.cwd, job.stage_dir)
+        package = code_package(self.packager, job.cwd, job.stage_dir, job.experiment_id)
         if package is None:
             local_root, code_dir = job.cwd, job.cwd
         else:

@@ -11,6 +11,7 @@ import functools
 import os
 import posixpath
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,13 +106,29 @@ def _runtime_packager() -> PatternPackager:
 
 
 def runtime_package(dest_dir: Path) -> Package:
-    """nemoflow's own source as a deterministic archive in ``dest_dir`` (made once per version of the code)."""
+    """nemoflow's own source as a deterministic archive in ``dest_dir``, made once per process: the code
+    that runs here is the code loaded at its start."""
     source_root = Path(__file__).resolve().parent.parent.parent
-    return _runtime_packager().package(source_root, dest_dir, name="nemoflow-runtime")
+    return _once(
+        ("runtime", str(dest_dir)), lambda: _runtime_packager().package(source_root, dest_dir, name="nemoflow-runtime")
+    )
 
 
-def code_package(packager: Packager | None, workdir: str, dest_dir: Path) -> Package | None:
-    """The step's code, packaged by its executor's packager (None: no packager, paths are shared)."""
+def code_package(packager: Packager | None, workdir: str, dest_dir: Path, build: str) -> Package | None:
+    """The step's code, packaged by its executor's packager once per build (``build``: its experiment id),
+    so every step of a build ships the same snapshot; None: no packager, paths are shared."""
     if packager is None:
         return None
-    return packager.package(Path(workdir), dest_dir, name="code")
+    marker = ("code", packager.model_dump_json(), workdir, str(dest_dir), build)
+    return _once(marker, lambda: packager.package(Path(workdir), dest_dir, name="code"))
+
+
+_PACKAGES: dict[tuple[str, ...], Package] = {}
+
+
+def _once(marker: tuple[str, ...], make: Callable[[], Package]) -> Package:
+    """The package made for ``marker`` in this process, while its archive is still there; else a new one."""
+    package = _PACKAGES.get(marker)
+    if package is None or not package.path.exists():
+        package = _PACKAGES[marker] = make()
+    return package
