@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -53,6 +54,23 @@ def background_build(pipeline: Path, cwd: Path) -> Iterator[subprocess.Popen[str
         if build.poll() is None:
             build.kill()
             build.communicate()
+
+
+def runs_by_step(folder: Path) -> dict[str, dict[str, Any]]:
+    """The ledger's runs of the store ``folder/targets``, the latest of each step."""
+    conn = sqlite3.connect(folder / "targets" / "ledger.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return {row["step"]: dict(row) for row in conn.execute("select * from runs order by started")}
+    finally:
+        conn.close()
+
+
+def published_target(folder: Path, step: str) -> Path:
+    """The one published target folder of ``step`` in ``folder/targets``."""
+    found = [p for p in (folder / "targets" / step).iterdir() if (p / "nemoflow.json").exists()]
+    assert len(found) == 1, found
+    return found[0]
 
 
 def last_json(stdout: str) -> Any:

@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,7 +18,7 @@ from nemoflow.executors.base import Job
 from nemoflow.executors.docker import DockerExecutor
 from nemoflow.executors.staging import RemotePaths
 
-from helpers import background_build, nemoflow
+from helpers import background_build, nemoflow, published_target, runs_by_step
 
 STEPS = '''
 import os
@@ -68,26 +66,11 @@ ex = nemoflow.DockerExecutor(
     return path
 
 
-def _runs(tmp_path: Path) -> dict[str, dict[str, Any]]:
-    conn = sqlite3.connect(tmp_path / "targets" / "ledger.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return {row["step"]: dict(row) for row in conn.execute("select * from runs order by started")}
-    finally:
-        conn.close()
-
-
 def _containers(label: str) -> list[str]:
     out = subprocess.run(
         ["docker", "ps", "-a", "-q", "--filter", f"label={label}"], capture_output=True, text=True, check=True
     )
     return out.stdout.split()
-
-
-def _target(tmp_path: Path, step: str) -> Path:
-    folders = [p for p in (tmp_path / "targets" / step).iterdir() if (p / "nemoflow.json").exists()]
-    assert len(folders) == 1, folders
-    return folders[0]
 
 
 def test_docker_steps_run_in_containers_and_publish(tmp_path, docker_service):
@@ -101,15 +84,15 @@ def test_docker_steps_run_in_containers_and_publish(tmp_path, docker_service):
         """,
     )
     nemoflow("build", str(pipeline), cwd=tmp_path, check=True)
-    greet_dir = _target(tmp_path, "greet")
+    greet_dir = published_target(tmp_path, "greet")
     assert (greet_dir / "greeting.txt").read_text() == "hi world"  # env var and volume seen inside
-    assert (_target(tmp_path, "shout") / "shout.txt").read_text() == "HI WORLD"  # upstream outputs mounted
+    assert (published_target(tmp_path, "shout") / "shout.txt").read_text() == "HI WORLD"  # upstream outputs mounted
     log = (greet_dir / "nemoflow.log").read_text()
     assert "inside /usr/bin/python3" in log  # the image's Python, not this machine's
     assert f"uid {os.getuid()}" in log  # outputs belong to the build's user
     manifest = json.loads((greet_dir / "nemoflow.json").read_text())
     assert [f["path"] for f in manifest["files"]] == ["greeting.txt", "result.json"]
-    runs = _runs(tmp_path)
+    runs = runs_by_step(tmp_path)
     for step in ("greet", "shout"):
         assert runs[step]["executor"] == "docker" and runs[step]["status"] == "succeeded"
         assert runs[step]["job_id"] and not _containers(f"nemoflow.key={runs[step]['key']}")  # removed
@@ -129,7 +112,7 @@ def test_exit_code_of_the_container_fails_the_step(tmp_path, docker_service):
     )
     proc = nemoflow("build", str(pipeline), cwd=tmp_path)
     assert proc.returncode == 1 and "exit code 3" in proc.stderr
-    runs = _runs(tmp_path)
+    runs = runs_by_step(tmp_path)
     assert runs["bad"]["status"] == "failed" and runs["bad"]["exit_code"] == 3
     assert "after" not in runs
     assert not _containers(f"nemoflow.key={runs['bad']['key']}")
@@ -152,14 +135,14 @@ def test_ctrl_c_removes_the_container(tmp_path, docker_service):
         build.send_signal(signal.SIGINT)
         build.communicate(timeout=30)
     assert build.returncode != 0
-    key = _runs(tmp_path)["sleepy"]["key"]
+    key = runs_by_step(tmp_path)["sleepy"]["key"]
     assert not _containers(f"nemoflow.key={key}")  # Ctrl-C leaves no container behind
 
 
 def _running(label: str, tmp_path: Path) -> bool:
     if not (tmp_path / "targets" / "ledger.db").exists():
         return False
-    run = _runs(tmp_path).get("sleepy")
+    run = runs_by_step(tmp_path).get("sleepy")
     if not run:
         return False
     out = subprocess.run(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import textwrap
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from helpers import background_build, nemoflow
+from helpers import background_build, nemoflow, published_target, runs_by_step
 
 STEPS = '''
 import os
@@ -77,27 +76,12 @@ def _pipeline(tmp_path: Path, executor: str, body: str) -> Path:
     return path
 
 
-def _runs(tmp_path: Path) -> dict[str, dict[str, Any]]:
-    conn = sqlite3.connect(tmp_path / "targets" / "ledger.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return {row["step"]: dict(row) for row in conn.execute("select * from runs order by started")}
-    finally:
-        conn.close()
-
-
 def _sacct(job_id: str) -> tuple[str, str]:
     out = subprocess.run(
         ["sacct", "-X", "-n", "-P", "-o", "State,ExitCode", "-j", job_id], capture_output=True, text=True, check=True
     ).stdout.splitlines()[0]
     state, code = out.split("|")
     return state.split()[0], code  # "CANCELLED by 0" -> CANCELLED
-
-
-def _target(tmp_path: Path, step: str) -> Path:
-    folders = [p for p in (tmp_path / "targets" / step).iterdir() if (p / "nemoflow.json").exists()]
-    assert len(folders) == 1, folders
-    return folders[0]
 
 
 @pytest.fixture
@@ -117,7 +101,7 @@ def test_slurm_step_over_ssh_runs_publishes_and_is_not_rerun(tmp_path, sshd_serv
     )
     nemoflow("build", str(pipeline), "--json", cwd=tmp_path, check=True)
 
-    make_dir, count_dir = _target(tmp_path, "make"), _target(tmp_path, "count")
+    make_dir, count_dir = published_target(tmp_path, "make"), published_target(tmp_path, "count")
     assert (make_dir / "data.txt").read_text() == "x" * 7
     assert (count_dir / "count.txt").read_text() == "7"
     manifest = json.loads((make_dir / "nemoflow.json").read_text())
@@ -126,7 +110,7 @@ def test_slurm_step_over_ssh_runs_publishes_and_is_not_rerun(tmp_path, sshd_serv
     assert f"as {sshd_service.user} in Slurm job" in (make_dir / "nemoflow.log").read_text()
     assert "#SBATCH --partition=debug" in (make_dir / "nemoflow-sbatch.sh").read_text()
 
-    runs = _runs(tmp_path)
+    runs = runs_by_step(tmp_path)
     for step in ("make", "count"):
         run = runs[step]
         assert run["executor"] == "slurm" and run["status"] == "succeeded"
@@ -155,7 +139,7 @@ def test_failing_slurm_step_is_failed_with_its_exit_code_and_blocks_dependents(
     proc = nemoflow("build", str(pipeline), cwd=tmp_path)
     assert proc.returncode == 1
     assert "exit code 3" in proc.stderr and "not run: upstream bad failed" in proc.stderr
-    runs = _runs(tmp_path)
+    runs = runs_by_step(tmp_path)
     assert runs["bad"]["status"] == "failed" and runs["bad"]["exit_code"] == 3
     assert runs["bad"]["backend_state"] == "FAILED"
     assert _sacct(runs["bad"]["job_id"]) == ("FAILED", "3:0")
@@ -183,7 +167,7 @@ def test_detach_submits_a_chain_that_slurm_runs_in_order_and_status_collects(
     assert time.monotonic() - started < 15  # it returns without waiting for the 3 jobs (each pauses)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {o["name"] for o in result["submitted"]} == {"s1", "s2", "s3"} and result["ran"] == []
-    runs = _runs(tmp_path)
+    runs = runs_by_step(tmp_path)
     assert {r["status"] for r in runs.values()} == {"submitted"}
     assert not (tmp_path / "targets" / "s1").exists()  # nothing published yet
 
@@ -197,18 +181,18 @@ def test_detach_submits_a_chain_that_slurm_runs_in_order_and_status_collects(
         time.sleep(1)
     assert set(states.values()) == {"done"}, states
 
-    lines = (_target(tmp_path, "s3") / "chain.txt").read_text().splitlines()
+    lines = (published_target(tmp_path, "s3") / "chain.txt").read_text().splitlines()
     order = [int(line.split()[0]) for line in lines]
     times = [float(line.split()[1]) for line in lines]
     job_ids = [line.split()[2] for line in lines]
     assert order == [1, 2, 3] and times == sorted(times)  # Slurm ran them in order, each after the last
-    runs = _runs(tmp_path)
+    runs = runs_by_step(tmp_path)
     assert job_ids == [runs[s]["job_id"] for s in ("s1", "s2", "s3")]
     assert all(r["status"] == "succeeded" and r["backend_state"] == "COMPLETED" for r in runs.values())
 
     again = nemoflow("build", str(pipeline), "--json", cwd=tmp_path, check=True)
     assert json.loads(again.stdout.strip().splitlines()[-1])["ran"] == []
-    assert len(_runs(tmp_path)) == 3  # nothing submitted again
+    assert len(runs_by_step(tmp_path)) == 3  # nothing submitted again
 
 
 def test_build_after_detach_waits_for_live_jobs_instead_of_resubmitting(tmp_path, sshd_service, slurm_service, job_dir):
@@ -222,12 +206,12 @@ def test_build_after_detach_waits_for_live_jobs_instead_of_resubmitting(tmp_path
         """,
     )
     nemoflow("build", str(pipeline), "--detach", cwd=tmp_path, check=True)
-    submitted = {step: run["job_id"] for step, run in _runs(tmp_path).items()}
+    submitted = {step: run["job_id"] for step, run in runs_by_step(tmp_path).items()}
     nemoflow("build", str(pipeline), cwd=tmp_path, check=True)  # while s1 still runs
-    runs = _runs(tmp_path)
+    runs = runs_by_step(tmp_path)
     assert {step: run["job_id"] for step, run in runs.items()} == submitted  # the same jobs, no new ones
     assert all(r["status"] == "succeeded" for r in runs.values())
-    assert (_target(tmp_path, "s2") / "chain.txt").read_text().count("\n") == 2
+    assert (published_target(tmp_path, "s2") / "chain.txt").read_text().count("\n") == 2
 
 
 def test_login_node_slurm_step_with_shared_filesystem(tmp_path, slurm_service):
@@ -245,8 +229,8 @@ def test_login_node_slurm_step_with_shared_filesystem(tmp_path, slurm_service):
         """,
     )
     nemoflow("build", str(pipeline), cwd=tmp_path, check=True)
-    assert (_target(tmp_path, "count") / "count.txt").read_text() == "3"
-    runs = _runs(tmp_path)
+    assert (published_target(tmp_path, "count") / "count.txt").read_text() == "3"
+    runs = runs_by_step(tmp_path)
     details = json.loads(runs["make"]["details"])
     assert details["shared"] is True and details["output_dir"].startswith(str(tmp_path / "targets" / ".tmp"))
 
@@ -276,7 +260,7 @@ def _wait_for_running_job(tmp_path: Path, step: str) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if (tmp_path / "targets" / "ledger.db").exists():
-            run = _runs(tmp_path).get(step)
+            run = runs_by_step(tmp_path).get(step)
             if run and run.get("job_id"):
                 state = subprocess.run(
                     ["squeue", "-h", "-o", "%T", "-j", run["job_id"]], capture_output=True, text=True
@@ -297,14 +281,14 @@ def test_cancel_scancels_a_detached_job(tmp_path, sshd_service, slurm_service, j
         """,
     )
     nemoflow("build", str(pipeline), "--detach", cwd=tmp_path, check=True)
-    job_id = _runs(tmp_path)["sleepy"]["job_id"]
+    job_id = runs_by_step(tmp_path)["sleepy"]["job_id"]
     proc = nemoflow("cancel", "slurm_detached_cancel", cwd=tmp_path, check=True)
     assert "sleepy" in proc.stdout
     deadline = time.monotonic() + 30
     while not _sacct(job_id)[0].startswith("CANCELLED") and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _sacct(job_id)[0].startswith("CANCELLED")
-    assert _runs(tmp_path)["sleepy"]["status"] == "cancelled"
+    assert runs_by_step(tmp_path)["sleepy"]["status"] == "cancelled"
     status = nemoflow("status", str(pipeline), "--json", cwd=tmp_path, check=True)
     assert json.loads(status.stdout)[0]["state"] == "failed"  # cancelled: not done, would run again
 
