@@ -7,8 +7,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from nemoflow.cli.guard import reporting_errors
 from nemoflow.cli.parser import build_parser
-from nemoflow.errors import NemoflowError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,18 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.debug:
         os.environ["NEMOFLOW_DEBUG"] = "1"
     handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except NemoflowError as exc:
-        if args.debug:
-            raise
-        from nemoflow.cli import render
-
-        render.error(exc)
-        return getattr(exc, "exit_code", 1)
-    except KeyboardInterrupt:
-        print("nemoflow: interrupted", file=sys.stderr)
-        return 130
+    return reporting_errors(lambda: handler(args), debug=args.debug, interrupted="nemoflow: interrupted")
 
 
 if __name__ == "__main__":

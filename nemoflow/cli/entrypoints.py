@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from nemoflow.cli.guard import reporting_errors
 from nemoflow.cli.options import (
     EXPORTS,
     OPTION_HELP,
@@ -29,7 +30,7 @@ from nemoflow.cli.options import (
     parse_argv,
     unset_defaults,
 )
-from nemoflow.errors import NemoflowError, UserError
+from nemoflow.errors import UserError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,18 +79,7 @@ def run_entrypoint(fn: Callable[..., Any], argv: Sequence[str] | None = None) ->
     (shown as one message; ``--debug`` shows the traceback); 130: interrupted.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return _run(fn, argv)
-    except NemoflowError as exc:
-        if "--debug" in argv:
-            raise
-        from nemoflow.cli import render
-
-        render.error(exc)
-        return getattr(exc, "exit_code", 1)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return reporting_errors(lambda: _run(fn, argv), debug="--debug" in argv, interrupted="interrupted")
 
 
 def _run(fn: Callable[..., Any], argv: list[str]) -> int:
