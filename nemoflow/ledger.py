@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -96,6 +97,11 @@ _INDEXES = [
     ("experiment_steps", ["key"]),
 ]
 _JSON_COLUMNS = ("tags", "options", "sys_path")  # of experiments
+
+
+@functools.cache
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    return f"insert into {table} ({', '.join(columns)}) values ({', '.join('?' * len(columns))})"
 
 
 class Ledger:
@@ -263,10 +269,10 @@ class Ledger:
 
     def start_run(self, row: dict[str, Any]) -> None:
         record = {**row, "status": "running", "started": row.get("started", time.time())}
-        columns = ", ".join(record)
-        marks = ", ".join("?" * len(record))
-        with self.db.conn:  # plain SQL on the hot path: sqlite-utils' insert re-reads the schema each call
-            self.db.execute(f"insert into runs ({columns}) values ({marks})", list(record.values()))
+        # plain SQL on the hot path: sqlite-utils' insert re-reads the schema each call
+        sql = _insert_sql("runs", tuple(record))
+        with self.db.conn:
+            self.db.conn.execute(sql, tuple(record.values()))
 
     def set_job_id(self, run_id: str, job_id: str, details: dict[str, Any] | None = None) -> None:
         """The backend's id of a run's job (a local subprocess: its pid), so it can be cancelled or found again."""
@@ -320,7 +326,7 @@ class Ledger:
         Inside :meth:`steps_in_a_row` the transaction is committed with the next run's start.
         """
         with contextlib.nullcontext() if self._in_a_row else self.db.conn:
-            self.db.execute(
+            self.db.conn.execute(
                 "update runs set status = ?, ended = ?, exit_code = ?, error = ?, log_path = ?,"
                 " backend_state = coalesce(?, backend_state) where id = ?",
                 [status, time.time(), exit_code, error, log_path, backend_state, run_id],

@@ -51,6 +51,7 @@ class BuildContext:
     detached: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> a live run a detached build submitted
     _ledger: Ledger | None = field(default=None, repr=False)
     _ledger_pid: int = field(default=0, repr=False)
+    _built: set[str] = field(default_factory=set, repr=False)  # keys this process published in this build
 
     def ledger(self) -> Ledger:
         """This process's ledger connection (a forked worker opens its own)."""
@@ -71,6 +72,8 @@ class BuildContext:
 
     def is_done(self, step: PlannedStep) -> bool:
         """Complete for this build: published, and after the build began when it was forced."""
+        if step.key in self._built:
+            return True
         if step.reason.value != "forced":
             return self.store.is_complete(step.name, step.key)
         manifest = self.store.read_manifest(step.name, step.key)
@@ -88,9 +91,9 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
     Raises:
         StepFailed: the step did not succeed (nothing is published).
     """
-    executor = step.executor or LocalExecutor()
     in_process = ctx.direct and not isinstance(step.task, Script)
-    run_id, workspace = start_run(ctx, step, "direct" if in_process else executor.name)
+    executor = None if in_process else (step.executor or LocalExecutor())
+    run_id, workspace = start_run(ctx, step, "direct" if executor is None else executor.name)
     started = time.time()
     try:
         if ctx.store.cancel_requested(ctx.experiment_id, step.name):
@@ -98,6 +101,7 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
         elif in_process:
             result = _run_in_process(ctx, step, workspace)
         else:
+            assert executor is not None
             result = _run_with_executor(ctx, step, workspace, executor, run_id)
     except KeyboardInterrupt:
         interrupted = JobResult(JobState.CANCELLED, None, "interrupted")
@@ -106,12 +110,14 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
     except Exception as exc:  # a backend's unexpected error: the run ends failed, never stays "running"
         result = JobResult(JobState.FAILED, None, f"{type(exc).__name__}: {exc}")
     finish_run(ctx.store, ctx.ledger(), workspace, run_id, step_record(ctx, step, run_id, started), result)
+    ctx._built.add(step.key)
 
 
 def start_run(ctx: BuildContext, step: PlannedStep, executor: str, *, detached: bool = False) -> tuple[str, Path]:
     """A new run of ``step`` in the ledger, and its private workspace."""
     run_id = new_run_id()
     workspace = ctx.store.new_workspace(step.name, step.key, detached=detached)
+    host, pid = socket.gethostname(), os.getpid()
     ctx.ledger().start_run(
         {
             "id": run_id,
@@ -120,11 +126,11 @@ def start_run(ctx: BuildContext, step: PlannedStep, executor: str, *, detached: 
             "step": step.name,
             "reason": step.reason.value,
             "executor": executor,
-            "host": socket.gethostname(),
-            "worker": f"{socket.gethostname()}:{os.getpid()}",
-            "pid": os.getpid(),
+            "host": host,
+            "worker": f"{host}:{pid}",
+            "pid": pid,
             "environment_id": ctx.environment_id,
-            "log_path": str(workspace / LOG),
+            "log_path": os.path.join(workspace, LOG),
         }
     )
     return run_id, workspace
@@ -166,7 +172,7 @@ def finish_run(
         run_id,
         status="succeeded",
         exit_code=0,
-        log_path=str(store.target_dir(name, key) / LOG),
+        log_path=os.path.join(store.root, name, key, LOG),
         key=key,
         artifacts=manifest["files"],
         backend_state=result.backend_state,

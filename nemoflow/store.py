@@ -7,6 +7,7 @@ a manifest does not exist for nemoflow, so a killed build never leaves a target 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -45,6 +46,7 @@ class Store:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
+        self._root = str(self.root)  # os.path on the per-step paths: pathlib costs add up over 100,000 steps
 
     # ---- reading ----------------------------------------------------------------------------
     def target_dir(self, step: str, key: str) -> Path:
@@ -52,7 +54,7 @@ class Store:
 
     def is_complete(self, step: str, key: str) -> bool:
         """One stat: is there a manifest for this step and key?"""
-        return os.path.exists(os.path.join(self.root, step, key, MANIFEST))
+        return os.path.exists(os.path.join(self._root, step, key, MANIFEST))
 
     def read_manifest(self, step: str, key: str) -> dict[str, Any] | None:
         try:
@@ -121,9 +123,9 @@ class Store:
         (one the build submits and leaves to its cluster) outlives its build: no sweep removes it.
         """
         owner = "detached.0" if detached else f"{socket.gethostname()}.{os.getpid()}"
-        workspace = self.root / ".tmp" / f"{step}.{key[:16]}.{owner}.{uuid.uuid4().hex[:8]}"
-        workspace.mkdir(parents=True)
-        return workspace
+        workspace = os.path.join(self._root, ".tmp", f"{step}.{key[:16]}.{owner}.{uuid.uuid4().hex[:8]}")
+        _mkdir_in_place(workspace)
+        return Path(workspace)
 
     def mark_detached(self, run_id: str) -> None:
         """Note a run left to its cluster, so later builds know to look for it (one stat when there is none)."""
@@ -168,32 +170,34 @@ class Store:
         Returns:
             The manifest now in place (another worker's, if it published this key first).
         """
-        files = sorted(_outputs(workspace))
+        folder = os.fspath(workspace)
+        files = []
+        for rel in sorted(_outputs(folder)):
+            sha256, size = _sha256_and_size(os.path.join(folder, rel))
+            files.append({"path": rel, "sha256": sha256, "size": size})
         manifest = {
             "format": MANIFEST_FORMAT,
             "step": step,
             "key": key,
             **record,
-            "files": [
-                {"path": rel, "sha256": file_sha256(workspace / rel), "size": (workspace / rel).stat().st_size}
-                for rel in files
-            ],
-            "result": next((r for r in (RESULT_JSON, RESULT_PICKLE) if r in files), None),
+            "files": files,
+            "result": next((f["path"] for f in files if f["path"] in (RESULT_JSON, RESULT_PICKLE)), None),
             "published": time.time(),
         }
-        (workspace / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
-        final = self.target_dir(step, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if replace and final.exists():
-            self._set_aside(final)
+        with open(os.path.join(folder, MANIFEST), "w") as out:
+            out.write(json.dumps(manifest, sort_keys=True))
+        final = os.path.join(self._root, step, key)
+        if replace and os.path.exists(final):
+            self._set_aside(Path(final))
+        _mkdir_in_place(os.path.dirname(final), exist_ok=True)
         try:
-            os.rename(workspace, final)
+            os.rename(folder, final)
         except OSError:  # published meanwhile by another worker: theirs stands
             if not self.is_complete(step, key):
-                self._set_aside(final)
-                os.rename(workspace, final)
+                self._set_aside(Path(final))
+                os.rename(folder, final)
                 return manifest
-            shutil.rmtree(workspace, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
             return self.read_manifest(step, key) or manifest
         return manifest
 
@@ -242,14 +246,41 @@ class Store:
         write_atomic(folder / "files.json", json.dumps(cache.entries))
 
 
-def _outputs(workspace: Path) -> list[str]:
+def _outputs(folder: str) -> list[str]:
+    """The output files under ``folder`` (relative, ``/``-separated), without nemoflow's own files.
+
+    Like ``os.walk``: a symlink to a folder is not followed.
+    """
     found = []
-    for dirpath, _dirs, names in os.walk(workspace):
-        for name in names:
-            rel = os.path.relpath(os.path.join(dirpath, name), workspace)
-            if rel not in META_FILES:
-                found.append(rel)
+    pending = [""]
+    while pending:
+        prefix = pending.pop()
+        with os.scandir(os.path.join(folder, prefix) if prefix else folder) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if entry.is_dir():
+                    if not entry.is_symlink():
+                        pending.append(rel + "/")
+                elif rel not in META_FILES:
+                    found.append(rel)
     return found
+
+
+def _sha256_and_size(path: str) -> tuple[str, int]:
+    with open(path, "rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        return digest, handle.tell()
+
+
+def _mkdir_in_place(path: str, *, exist_ok: bool = False) -> None:
+    """``mkdir``, making the parent folders only when they are missing (one syscall in the usual case)."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not exist_ok:
+            raise
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=exist_ok)
 
 
 def process_alive(host: str | None, pid: int | None) -> bool:

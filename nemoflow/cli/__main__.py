@@ -1,5 +1,3 @@
-import sys
+from nemoflow.cli.app import run
 
-from nemoflow.cli.app import main
-
-sys.exit(main())
+run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -25,5 +26,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return reporting_errors(lambda: handler(args), debug=args.debug, interrupted="nemoflow: interrupted")
 
 
+def run() -> None:
+    """The ``nemoflow`` console script: one command, then the process ends."""
+    code = main()
+    # The process ends now: spare its finalisation a collection that traces every object of a
+    # large plan (about 0.1 s per 5,000 steps).
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
