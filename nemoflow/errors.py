@@ -108,3 +108,7 @@ class ExecutorError(NemoflowError):
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class LedgerError(NemoflowError):
+    """The provenance ledger could not be written."""

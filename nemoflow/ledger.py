@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlite_utils
 
+from nemoflow.ledger_writer import WriteBehind
 from nemoflow.provenance import Environment
 
 # 2: the experiments' run details (module, sys_path, options, host, pid, status, ended); experiment_steps
@@ -99,6 +100,9 @@ _INDEXES = [
 _JSON_COLUMNS = ("tags", "options", "sys_path")  # of experiments
 
 
+_INSERT_ARTIFACT = "insert or replace into artifacts (key, path, sha256, size) values (?, ?, ?, ?)"
+
+
 @functools.cache
 def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"insert into {table} ({', '.join(columns)}) values ({', '.join('?' * len(columns))})"
@@ -109,13 +113,20 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._in_a_row = False  # see steps_in_a_row
+        self._behind: WriteBehind | None = None  # see steps_in_a_row
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(self.path)
+        self._db = sqlite_utils.Database(self.path)
         self.db.execute("PRAGMA busy_timeout = 30000")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self._enable_wal()
         self._ensure_schema()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The connection; inside :meth:`steps_in_a_row`, once the queued runs are committed."""
+        if self._behind is not None:
+            self._behind.flush()
+        return self._db
 
     def _enable_wal(self) -> None:
         """Switch a new ledger to WAL. SQLite answers "database is locked" at once, without the busy
@@ -163,7 +174,7 @@ class Ledger:
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
-        self.db.close()
+        self._db.close()
 
     # ---- writes: each one transaction ---------------------------------------------------------
     def record_experiment(self, row: dict[str, Any]) -> None:
@@ -256,21 +267,33 @@ class Ledger:
 
     @contextlib.contextmanager
     def steps_in_a_row(self) -> Iterator[None]:
-        """Steps run one after another in this process: each run's end is committed with the next run's
-        start (one commit per step instead of two; what a reader sees is never older than the running step).
+        """Steps run one after another in this process: their runs' starts and ends are committed in
+        batches by a writer thread (see nemoflow.ledger_writer), at most about 50 ms after they happen.
+
+        Any other call on this ledger first waits until those are committed.
         """
-        self._in_a_row = True
+        if self._behind is not None:  # nested: the outer one commits
+            yield
+            return
+        self._behind = WriteBehind(str(self.path))
         try:
             yield
         finally:
-            self._in_a_row = False
-            if self.db.conn.in_transaction:
-                self.db.conn.commit()
+            behind, self._behind = self._behind, None
+            behind.close()
+
+    def flush(self) -> None:
+        """Wait until the runs queued by :meth:`steps_in_a_row` are committed."""
+        if self._behind is not None:
+            self._behind.flush()
 
     def start_run(self, row: dict[str, Any]) -> None:
         record = {**row, "status": "running", "started": row.get("started", time.time())}
         # plain SQL on the hot path: sqlite-utils' insert re-reads the schema each call
         sql = _insert_sql("runs", tuple(record))
+        if self._behind is not None:
+            self._behind.put(sql, tuple(record.values()))
+            return
         with self.db.conn:
             self.db.conn.execute(sql, tuple(record.values()))
 
@@ -321,21 +344,34 @@ class Ledger:
         artifacts: Iterable[dict[str, Any]] = (),
         backend_state: str | None = None,
     ) -> None:
-        """Close a run, and record its outputs (``path``, ``sha256``, ``size``) in the same transaction.
-
-        Inside :meth:`steps_in_a_row` the transaction is committed with the next run's start.
-        """
-        with contextlib.nullcontext() if self._in_a_row else self.db.conn:
-            self.db.conn.execute(
+        """Close a run, and record its outputs (``path``, ``sha256``, ``size``) in the same transaction."""
+        statements: list[tuple[str, Any, bool]] = [
+            (
                 "update runs set status = ?, ended = ?, exit_code = ?, error = ?, log_path = ?,"
                 " backend_state = coalesce(?, backend_state) where id = ?",
-                [status, time.time(), exit_code, error, log_path, backend_state, run_id],
+                (status, time.time(), exit_code, error, log_path, backend_state, run_id),
+                False,
             )
-            if key is not None:
-                self.db.conn.executemany(
-                    "insert or replace into artifacts (key, path, sha256, size) values (?, ?, ?, ?)",
-                    [(key, a["path"], a["sha256"], a["size"]) for a in artifacts],
+        ]
+        if key is not None:
+            rows = [(key, a["path"], a["sha256"], a["size"]) for a in artifacts]
+            statements.append((_INSERT_ARTIFACT, rows, True))
+        if self._behind is not None:
+            for sql, params, many in statements:
+                self._behind.put(sql, params, many=many)
+            return
+        with self.db.conn:
+            for sql, params, many in statements:
+                (self.db.conn.executemany if many else self.db.conn.execute)(sql, params)
+
+    def restore_runs(self, runs: list[dict[str, Any]], artifacts: list[tuple[str, str, str, int]]) -> None:
+        """Put back finished runs (and their outputs: key, path, sha256, size) a killed build did not commit."""
+        with self.db.conn:
+            for row in runs:
+                self.db.conn.execute(
+                    _insert_sql("runs", tuple(row)).replace("insert", "insert or replace", 1), tuple(row.values())
                 )
+            self.db.conn.executemany(_INSERT_ARTIFACT, artifacts)
 
     # ---- queries ------------------------------------------------------------------------------
     def rows(self, sql: str, params: Iterable[Any] = ()) -> Iterator[dict[str, Any]]:

@@ -94,6 +94,8 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
     in_process = ctx.direct and not isinstance(step.task, Script)
     executor = None if in_process else (step.executor or LocalExecutor())
     run_id, workspace = start_run(ctx, step, "direct" if executor is None else executor.name)
+    if executor is not None:
+        ctx.ledger().flush()  # a job outside this process: its run is on record before it exists
     started = time.time()
     try:
         if ctx.store.cancel_requested(ctx.experiment_id, step.name):

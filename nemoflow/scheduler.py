@@ -240,10 +240,12 @@ def _record_build(plan: Plan, to_run: list[PlannedStep], options: dict[str, Any]
     """
     from nemoflow.ledger import Ledger
     from nemoflow.provenance import capture_environment, environment_cache, git_state
+    from nemoflow.recovery import recover_interrupted_builds
 
     exp = plan.experiment
     ledger = Ledger(ledger_path(plan.store))
     try:
+        recover_interrupted_builds(ledger, plan.store)
         pipeline = exp.pipeline_file
         git = git_state(pipeline) if pipeline else git_state(plan.workdir)
         row = {

@@ -109,6 +109,9 @@ class StepTask(luigi.Task):
             StepFailed: a step failed (for a group: the first failure, after the rest ran).
         """
         ctx = self._context()
+        if _SEP not in self.key:
+            self._run_steps(ctx)
+            return
         with ctx.ledger().steps_in_a_row():
             self._run_steps(ctx)
 

@@ -198,7 +198,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
 
     store = _store(args)
-    report = audit(args.subject, store=store, ledger=_ledger(store))
+    ledger = _ledger(store)
+    if ledger is not None:
+        from nemoflow.recovery import recover_interrupted_builds
+
+        recover_interrupted_builds(ledger, store)
+    report = audit(args.subject, store=store, ledger=ledger)
     render.audit(report, as_json=args.json)
     return 0 if report.ok else 1
 

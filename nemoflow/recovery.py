@@ -1,0 +1,96 @@
+"""Put back what a killed build's ledger lost: the runs of targets it published.
+
+A build commits its runs in batches (see :mod:`nemoflow.ledger_writer`); a SIGKILL can publish a
+target whose run never reached the ledger, or whose end did not. Each target's manifest records
+the run that made it, so the ledger is mended from the store the next time a build opens it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from nemoflow.executors import executor_from_data
+from nemoflow.ledger import Ledger
+from nemoflow.store import LOG, Store, process_alive
+
+UP_TO_DATE = "up to date"  # plan.Reason.UP_TO_DATE: such a step did not run in that build
+
+
+def recover_interrupted_builds(ledger: Ledger, store: Store) -> int:
+    """Mend the ledger after builds whose process died while they ran; returns how many runs were put back.
+
+    A build counts as dead when it is still marked running and its process (on this host) is gone.
+    Its runs are restored from the manifests of the targets it published, and it is marked
+    ``interrupted``. Costs one query when no build died.
+    """
+    restored = 0
+    dead = [
+        row
+        for row in ledger.rows("select id, host, pid, options from experiments where status = 'running'")
+        if not process_alive(row["host"], row["pid"])
+    ]
+    for build in dead:
+        restored += _restore_runs(ledger, store, build)
+        ledger.finish_experiment(build["id"], "interrupted")
+    return restored
+
+
+def _restore_runs(ledger: Ledger, store: Store, build: dict[str, Any]) -> int:
+    experiment_id = build["id"]
+    recorded = {
+        row["id"]: row["status"]
+        for row in ledger.rows("select id, status from runs where experiment_id = ?", [experiment_id])
+    }
+    environment = next(
+        ledger.rows("select environment_id from runs where experiment_id = ? limit 1", [experiment_id]), {}
+    ).get("environment_id")
+    direct = bool(json.loads(build["options"] or "{}").get("direct"))
+    rows, artifacts = [], []
+    for member in ledger.experiment_steps(experiment_id):
+        if member["reason"] == UP_TO_DATE:
+            continue
+        manifest = store.read_manifest(member["name"], member["key"])
+        if manifest is None or manifest.get("experiment_id") != experiment_id:
+            continue
+        if recorded.get(manifest["run_id"]) == "succeeded":
+            continue
+        rows.append(_run_row(manifest, build, member, environment, direct, store))
+        artifacts += [(manifest["key"], f["path"], f["sha256"], f["size"]) for f in manifest["files"]]
+    if rows:
+        ledger.restore_runs(rows, artifacts)
+    return len(rows)
+
+
+def _run_row(
+    manifest: dict[str, Any],
+    build: dict[str, Any],
+    member: dict[str, Any],
+    environment: str | None,
+    direct: bool,
+    store: Store,
+) -> dict[str, Any]:
+    if direct and not manifest["kind"].startswith("script:"):
+        executor = "direct"
+    else:
+        executor = executor_from_data(member["executor"]).name if member["executor"] else "local"
+    published = manifest["published"]
+    return {
+        "id": manifest["run_id"],
+        "experiment_id": build["id"],
+        "key": manifest["key"],
+        "step": manifest["step"],
+        "reason": member["reason"],
+        "executor": executor,
+        "host": build["host"],
+        "worker": f"{build['host']}:{build['pid']}",
+        "pid": build["pid"],
+        "status": "succeeded",
+        "started": published - (manifest.get("seconds") or 0.0),
+        "ended": published,
+        "exit_code": 0,
+        "log_path": os.path.join(store.root, manifest["step"], manifest["key"], LOG),
+        "environment_id": environment,
+        "details": json.dumps({"recovered_from": "manifest"}),
+    }
