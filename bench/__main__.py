@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import extras, peers, report, workload
-from bench.suite import WORK_DIR, log, run_matrix
+from bench.suite import DEFAULT_WORK_DIR, empty_trash, log, run_matrix, set_aside, use_work_dir, work_dir
 from bench.tools import TOOLS, make_tool
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -43,6 +43,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--out", default=str(BENCH_DIR / "results"), help="folder for RESULTS.md, results.json, plot.png"
+    )
+    parser.add_argument(
+        "--work-dir",
+        default=str(DEFAULT_WORK_DIR),
+        help="where the tools build (a tmpfs such as /dev/shm/nf-bench takes the disk out of the figures)",
     )
     parser.add_argument(
         "--overhead-n",
@@ -102,6 +107,16 @@ def git_state() -> str:
     return f"{commit or 'unknown'}" + (" with uncommitted changes in nemoflow/" if dirty else "")
 
 
+def file_system(path: Path) -> str:
+    """The type of the file system ``path`` is on (``df --output=fstype``), e.g. ext4 or tmpfs."""
+    try:
+        done = subprocess.run(["df", "--output=fstype", str(path)], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown file system"
+    lines = done.stdout.split()
+    return lines[-1] if done.returncode == 0 and len(lines) > 1 else "unknown file system"
+
+
 def plot(results_json: Path, png: Path) -> str | None:
     """Draw the plot with the peers' venv (it has matplotlib); the error text if that failed."""
     done = subprocess.run(
@@ -138,11 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    use_work_dir(Path(args.work_dir))
+    for old in [p for p in work_dir().glob("*") if p.name != ".trash"] if work_dir().is_dir() else []:
+        set_aside(old)  # deleted at the end, not while tools are timed (see suite.set_aside)
+    work_dir().mkdir(parents=True, exist_ok=True)
     peers.ensure_venv(log)
     tools = [make_tool(name) for name in args.tools]
     commands = {t.name: shlex.join(t.command(Path("."))) for t in tools}
     meta = {
+        "work_dir": str(work_dir()),
+        "work_fs": file_system(work_dir()),
         "command": shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine(),
@@ -169,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "extras": extra,
         "reference_reports": {str(n): (workload.expected_report(n) or b"").decode().strip() for n in args.sizes},
     }
+    empty_trash()
     results["problems"] = problems_found(results)
     results_json, results_md, png = out / "results.json", out / "RESULTS.md", out / "plot.png"
     results_json.write_text(json.dumps(results, indent=1))

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import run_measured
-from bench.suite import WORK_DIR, OverBudget, log, run_phases
+from bench.suite import OverBudget, log, run_phases, work_dir
 from bench.tools import Nemoflow, ToolError, clean_env
 
 
 def time_command(command: list[str], repeats: int, label: str, timeout: float = 60.0) -> dict[str, Any]:
     """Minimum and median wall time of ``command`` over ``repeats`` runs (or the error it gave)."""
     times = []
-    workdir = WORK_DIR / "startup"
+    workdir = work_dir() / "startup"
     for _ in range(repeats):
         measured = run_measured(command, workdir, timeout=timeout, env=clean_env(), label=label)
         if measured.timed_out or measured.returncode != 0:
@@ -46,7 +46,7 @@ def isolation_overhead(n: int, runs: int, budget: float) -> dict[str, Any]:
         times = []
         for run in range(1, runs + 1):
             try:
-                samples, _ = run_phases(tool, n, run, budget, WORK_DIR / "overhead" / label / str(n), ("cold",))
+                samples, _ = run_phases(tool, n, run, budget, work_dir() / "overhead" / label / str(n), ("cold",))
             except (OverBudget, ToolError, OSError) as exc:
                 log(f"[overhead N={n}] {label}: {exc}")
                 found[label] = {"error": str(exc)}
@@ -69,7 +69,7 @@ HEAVY_MODULES = ("luigi", "sqlite_utils", "sqlite3", "pydantic", "numpy", "rich"
 def noop_imports(n: int, budget: float) -> dict[str, Any]:
     """Which heavy modules a no-op nemoflow build imports (``PYTHONPROFILEIMPORTTIME``)."""
     tool = Nemoflow("nemoflow", direct=True)
-    workdir = WORK_DIR / "imports" / str(n)
+    workdir = work_dir() / "imports" / str(n)
     try:
         run_phases(tool, n, 1, budget, workdir, ("cold",))
     except (OverBudget, ToolError, OSError) as exc:

@@ -248,6 +248,8 @@ def render(results: dict[str, Any]) -> str:
         f"- Command: `{meta['command']}`",
         f"- Date: {meta['date']}",
         f"- Machine: {meta['machine']}",
+        f"- Work folder: `{meta.get('work_dir', 'bench/.work')}` ({meta.get('work_fs', 'unknown file system')}); "
+        "folders of earlier runs are deleted only after the last measurement",
         f"- Sizes N: {', '.join(f'{n:,}' for n in meta['sizes'])}; runs per N: {meta['runs']}; "
         f"budget {meta['budget']:g} s per build (a tool over it at some N is not run at larger N)",
         f"- nemoflow {meta['versions']['main'].get('nemoflow')} (luigi {meta['versions']['main'].get('luigi')}), "
@@ -280,7 +282,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         *targets_table(summary, meta["sizes"], extras),
         "",
-        "## Commands per tool (run in `bench/.work/<tool>/<N>/`)",
+        f"## Commands per tool (run in `{meta.get('work_dir', 'bench/.work')}/<tool>/<N>/`)",
         "",
         *[f"- {tool}: `{cmd}`" for tool, cmd in meta["commands"].items()],
         "",

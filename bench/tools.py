@@ -126,6 +126,14 @@ def _mtime(path: Path) -> float:
 # use threads (about 1.7 s per job on the 2-core machine: W(100) would take ~3 min, W(1,000) ~half an
 # hour). ``--force-use-threads`` runs the Python ``run:`` blocks in-process, like nemoflow's --direct.
 SNAKEMAKE_FLAGS = ("--cores", "1", "--force-use-threads")
+# Snakemake builds its DAG recursively: from W(5,000) on (500 layers) it stops with "RecursionError:
+# maximum recursion depth exceeded". It is run with Python's recursion limit raised, as a user would
+# have to; nothing else changes.
+SNAKEMAKE_RECURSION_LIMIT = 100_000
+_SNAKEMAKE_MAIN = (
+    f"import sys; sys.setrecursionlimit({SNAKEMAKE_RECURSION_LIMIT}); sys.argv[0] = 'snakemake'; "
+    "from snakemake.cli import main; sys.exit(main())"
+)
 _SNAKEMAKE_FINISHED = re.compile(r"(?m)^Finished jobid: \d+ \(Rule: (\w+)\)")
 _SNAKEMAKE_DONE = re.compile(r"(\d+) of \d+ steps \(\d+%\) done")
 
@@ -135,7 +143,7 @@ class Snakemake(Tool):
     """Snakemake with Python ``run:`` rules, ``--cores 1`` (see SNAKEMAKE_FLAGS)."""
 
     def command(self, workdir: Path) -> list[str]:
-        return [str(peers.venv_bin("snakemake")), *SNAKEMAKE_FLAGS, "--snakefile", SNAKEFILE]
+        return [str(peers.venv_bin("python")), "-c", _SNAKEMAKE_MAIN, *SNAKEMAKE_FLAGS, "--snakefile", SNAKEFILE]
 
     def tasks_ran(self, measured: Measured) -> int:
         """Finished jobs of the W(N) rules; the ``all`` target rule is not a task of W(N)."""
