@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,39 @@ def test_failed_attempts_are_kept_aside_with_their_log(tmp_path: Path) -> None:
     assert (kept / "nemoflow.log").read_text() == "Traceback ..."
     assert not (kept / MANIFEST).exists()
     assert not store.is_complete("train", KEY)
+
+
+def test_the_manifest_records_each_output_with_its_hash_and_size(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    workspace = _workspace(store, text="twelve bytes")
+    (workspace / "sub" / "deeper").mkdir()
+    (workspace / "sub" / "deeper" / "empty.txt").write_text("")
+    manifest = store.publish(workspace, step="train", key=KEY, record={})
+    files = {f["path"]: (f["sha256"], f["size"]) for f in manifest["files"]}
+    assert files == {
+        "model.bin": (hashlib.sha256(b"twelve bytes").hexdigest(), 12),
+        "sub/notes.txt": (hashlib.sha256(b"n").hexdigest(), 1),
+        "sub/deeper/empty.txt": (hashlib.sha256(b"").hexdigest(), 0),
+    }
+    assert [f["path"] for f in manifest["files"]] == sorted(files)
+
+
+def test_a_linked_folder_is_not_followed_and_a_linked_file_is_hashed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "big.bin").write_text("not an output")
+    store = Store(tmp_path / "store")
+    workspace = _workspace(store)
+    (workspace / "data").symlink_to(outside, target_is_directory=True)
+    (workspace / "alias.bin").symlink_to(outside / "big.bin")
+    manifest = store.publish(workspace, step="train", key=KEY, record={})
+    assert {f["path"] for f in manifest["files"]} == {"model.bin", "sub/notes.txt", "alias.bin"}
+
+
+def test_publish_remakes_a_step_folder_removed_during_the_build(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    store.publish(_workspace(store), step="train", key=KEY, record={})
+    shutil.rmtree(tmp_path / "store" / "train")  # say, by `nemoflow gc` in another shell
+    shutil.rmtree(tmp_path / "store" / ".tmp")
+    store.publish(_workspace(store), step="train", key=KEY, record={})
+    assert store.is_complete("train", KEY)
