@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     matrix = run_matrix(tools, args.sizes, args.runs, args.budget)
     if "nemoflow" in args.tools and args.overhead_n:
         extra["overhead"] = extras.isolation_overhead(args.overhead_n, args.runs, args.budget)
+    if "nemoflow" in args.tools and not args.quick:
+        extra["noop_target"] = extras.noop_at(extras.NOOP_TARGET_N, args.runs, args.budget)
     if "nemoflow" in args.tools:  # what a no-op imports does not depend on N: the smallest will do
         extra["noop_imports"] = extras.noop_imports(min([n for n in args.sizes if n] or [100]), args.budget)
     meta["seconds"] = round(time.time() - started, 1)

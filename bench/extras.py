@@ -63,6 +63,26 @@ def isolation_overhead(n: int, runs: int, budget: float) -> dict[str, Any]:
     return found
 
 
+NOOP_TARGET_N = 10_000  # issue 6 states the no-op target (under 1 s) at W(10,000)
+
+
+def noop_at(n: int, runs: int, budget: float) -> dict[str, Any]:
+    """nemoflow's no-op re-run of W(n), each after a cold build in a fresh folder: min and median."""
+    tool = Nemoflow("nemoflow", direct=True)
+    times = []
+    for run in range(1, runs + 1):
+        try:
+            samples, _ = run_phases(tool, n, run, budget, work_dir() / "noop" / str(n), ("cold", "noop"))
+        except (OverBudget, ToolError, OSError) as exc:
+            return {"n": n, "error": str(exc)}
+        noop = samples[1]
+        if noop.ran != 0:
+            return {"n": n, "error": f"the no-op re-run ran {noop.ran} steps"}
+        times.append(noop.seconds)
+        log(f"[no-op N={n} run {run}/{runs}] nemoflow noop {noop.seconds:8.3f} s")
+    return {"n": n, "min": min(times), "median": statistics.median(times), "runs": runs}
+
+
 HEAVY_MODULES = ("luigi", "sqlite_utils", "sqlite3", "pydantic", "numpy", "rich", "dill", "yaml")
 
 

@@ -70,6 +70,10 @@ class BuildContext:
         root = str(self.store.root)  # os.path, not pathlib: this runs for every step
         return {name: os.path.join(root, name, key) for name, key in step.upstream.items()}
 
+    def mark_built(self, step: PlannedStep) -> None:
+        """Note that this process published ``step`` in this build (``is_done`` then needs no stat)."""
+        self._built.add(step.key)
+
     def is_done(self, step: PlannedStep) -> bool:
         """Complete for this build: published, and after the build began when it was forced."""
         if step.key in self._built:
@@ -112,7 +116,7 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
     except Exception as exc:  # a backend's unexpected error: the run ends failed, never stays "running"
         result = JobResult(JobState.FAILED, None, f"{type(exc).__name__}: {exc}")
     finish_run(ctx.store, ctx.ledger(), workspace, run_id, step_record(ctx, step, run_id, started), result)
-    ctx._built.add(step.key)
+    ctx.mark_built(step)
 
 
 def start_run(ctx: BuildContext, step: PlannedStep, executor: str, *, detached: bool = False) -> tuple[str, Path]:
