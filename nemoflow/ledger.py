@@ -100,12 +100,12 @@ _INDEXES = [
 _JSON_COLUMNS = ("tags", "options", "sys_path")  # of experiments
 
 
-_INSERT_ARTIFACT = "insert or replace into artifacts (key, path, sha256, size) values (?, ?, ?, ?)"
-
-
 @functools.cache
-def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
-    return f"insert into {table} ({', '.join(columns)}) values ({', '.join('?' * len(columns))})"
+def _insert_sql(table: str, columns: tuple[str, ...], verb: str = "insert") -> str:
+    return f"{verb} into {table} ({', '.join(columns)}) values ({', '.join('?' * len(columns))})"
+
+
+_INSERT_ARTIFACT = _insert_sql("artifacts", ("key", "path", "sha256", "size"), "insert or replace")
 
 
 class Ledger:
@@ -368,9 +368,7 @@ class Ledger:
         """Put back finished runs (and their outputs: key, path, sha256, size) a killed build did not commit."""
         with self.db.conn:
             for row in runs:
-                self.db.conn.execute(
-                    _insert_sql("runs", tuple(row)).replace("insert", "insert or replace", 1), tuple(row.values())
-                )
+                self.db.conn.execute(_insert_sql("runs", tuple(row), "insert or replace"), tuple(row.values()))
             self.db.conn.executemany(_INSERT_ARTIFACT, artifacts)
 
     # ---- queries ------------------------------------------------------------------------------

@@ -8,14 +8,12 @@ the run that made it, so the ledger is mended from the store the next time a bui
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from nemoflow.executors import executor_from_data
 from nemoflow.ledger import Ledger
+from nemoflow.plan import Reason
 from nemoflow.store import LOG, Store, process_alive
-
-UP_TO_DATE = "up to date"  # plan.Reason.UP_TO_DATE: such a step did not run in that build
 
 
 def recover_interrupted_builds(ledger: Ledger, store: Store) -> int:
@@ -39,17 +37,13 @@ def recover_interrupted_builds(ledger: Ledger, store: Store) -> int:
 
 def _restore_runs(ledger: Ledger, store: Store, build: dict[str, Any]) -> int:
     experiment_id = build["id"]
-    recorded = {
-        row["id"]: row["status"]
-        for row in ledger.rows("select id, status from runs where experiment_id = ?", [experiment_id])
-    }
-    environment = next(
-        ledger.rows("select environment_id from runs where experiment_id = ? limit 1", [experiment_id]), {}
-    ).get("environment_id")
+    runs = list(ledger.rows("select id, status, environment_id from runs where experiment_id = ?", [experiment_id]))
+    recorded = {row["id"]: row["status"] for row in runs}
+    environment = runs[0]["environment_id"] if runs else None
     direct = bool(json.loads(build["options"] or "{}").get("direct"))
     rows, artifacts = [], []
     for member in ledger.experiment_steps(experiment_id):
-        if member["reason"] == UP_TO_DATE:
+        if member["reason"] == Reason.UP_TO_DATE:  # it did not run in that build
             continue
         manifest = store.read_manifest(member["name"], member["key"])
         if manifest is None or manifest.get("experiment_id") != experiment_id:
@@ -90,7 +84,7 @@ def _run_row(
         "started": published - (manifest.get("seconds") or 0.0),
         "ended": published,
         "exit_code": 0,
-        "log_path": os.path.join(store.root, manifest["step"], manifest["key"], LOG),
+        "log_path": str(store.target_dir(manifest["step"], manifest["key"]) / LOG),
         "environment_id": environment,
         "details": json.dumps({"recovered_from": "manifest"}),
     }
