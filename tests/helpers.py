@@ -6,9 +6,11 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,27 @@ def background_build(pipeline: Path, cwd: Path) -> Iterator[subprocess.Popen[str
         if build.poll() is None:
             build.kill()
             build.communicate()
+
+
+def kill_build_once_started(args: list[str], cwd: Path, marker: Path, *, timeout: float = 60) -> None:
+    """Run ``nemoflow build ARGS`` and SIGKILL it as soon as ``marker`` exists (a step wrote it)."""
+    build = subprocess.Popen(
+        [sys.executable, "-m", "nemoflow.cli", "build", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + timeout
+        while not marker.exists():
+            assert time.time() < deadline, f"the step writing {marker.name} never started"
+            assert build.poll() is None, f"the build ended before the step writing {marker.name} started"
+            time.sleep(0.02)
+        os.kill(build.pid, signal.SIGKILL)
+        build.wait(timeout=10)
+    finally:
+        if build.poll() is None:
+            build.kill()
 
 
 def runs_by_step(folder: Path) -> dict[str, dict[str, Any]]:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
-from helpers import last_json, names, nemoflow
+from helpers import kill_build_once_started, last_json, names, nemoflow
 
 PIPELINE = textwrap.dedent("""
     import os, time
@@ -45,24 +42,8 @@ def test_kill_9_mid_step_then_rebuild(tmp_path: Path) -> None:
     gate, marker = tmp_path / "gate", tmp_path / "marker"
     (tmp_path / "p.py").write_text(f"GATE = {str(gate)!r}\nMARKER = {str(marker)!r}\n" + PIPELINE)
     gate.write_text("closed")
-    build = subprocess.Popen(
-        [sys.executable, "-m", "nemoflow.cli", "build", "p.py"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.time() + 60
-        while not marker.exists():
-            assert time.time() < deadline, "step b never started"
-            assert build.poll() is None, "the build ended before step b started"
-            time.sleep(0.05)
-        step_pid = int(marker.read_text())
-        os.kill(build.pid, signal.SIGKILL)
-        build.wait(timeout=10)
-    finally:
-        if build.poll() is None:
-            build.kill()
+    kill_build_once_started(["p.py"], tmp_path, marker)
+    step_pid = int(marker.read_text())
     _wait_gone(step_pid)  # the step dies with its build
 
     assert _complete(tmp_path, "a")

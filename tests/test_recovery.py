@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
-from helpers import last_json, nemoflow
+from helpers import kill_build_once_started, last_json, nemoflow
 
 CHAIN = textwrap.dedent("""
     import nemoflow
@@ -110,17 +108,21 @@ def test_runs_lost_by_a_killed_build_are_restored_from_the_manifests(tmp_path: P
     assert status["status"] == "interrupted"
 
 
-def test_audit_mends_the_ledger_too(tmp_path: Path) -> None:
-    (tmp_path / "p.py").write_text("COUNT = 2\n" + CHAIN)
-    first = last_json(nemoflow("build", "p.py", "--direct", "--json", cwd=tmp_path, check=True).stdout)
-    conn = _ledger(tmp_path)
+def _built_then_lost_run_of_s1(folder: Path, pid: int) -> Path:
+    """A 2-step build whose run of s1 is gone from the ledger and which looks still running as ``pid``;
+    the output file of s1."""
+    (folder / "p.py").write_text("COUNT = 2\n" + CHAIN)
+    first = last_json(nemoflow("build", "p.py", "--direct", "--json", cwd=folder, check=True).stdout)
+    conn = _ledger(folder)
     with conn:
         conn.execute("delete from runs where step = 's1'")
-        conn.execute(
-            "update experiments set status = 'running', pid = ? where id = ?", [_dead_pid(), first["experiment_id"]]
-        )
+        conn.execute("update experiments set status = 'running', pid = ? where id = ?", [pid, first["experiment_id"]])
     conn.close()
-    out = next((tmp_path / "targets" / "s1").glob("*/out.txt"))
+    return next((folder / "targets" / "s1").glob("*/out.txt"))
+
+
+def test_audit_mends_the_ledger_too(tmp_path: Path) -> None:
+    out = _built_then_lost_run_of_s1(tmp_path, _dead_pid())
     report = last_json(nemoflow("audit", str(out), "--json", cwd=tmp_path, check=True).stdout)
     assert report["ok"] is True
     assert report["chain"][0]["run"]["id"] == json.loads((out.parent / "nemoflow.json").read_text())["run_id"]
@@ -128,16 +130,7 @@ def test_audit_mends_the_ledger_too(tmp_path: Path) -> None:
 
 def test_a_running_build_is_left_alone(tmp_path: Path) -> None:
     """Only builds whose process is gone are mended: a live one may still commit its runs."""
-    (tmp_path / "p.py").write_text("COUNT = 2\n" + CHAIN)
-    first = last_json(nemoflow("build", "p.py", "--direct", "--json", cwd=tmp_path, check=True).stdout)
-    conn = _ledger(tmp_path)
-    with conn:
-        conn.execute("delete from runs where step = 's1'")
-        conn.execute(
-            "update experiments set status = 'running', pid = ? where id = ?", [os.getpid(), first["experiment_id"]]
-        )
-    conn.close()
-    out = next((tmp_path / "targets" / "s1").glob("*/out.txt"))
+    out = _built_then_lost_run_of_s1(tmp_path, os.getpid())
     nemoflow("audit", str(out), "--json", cwd=tmp_path)
     conn = _ledger(tmp_path)
     try:
@@ -154,23 +147,7 @@ def test_kill_9_of_an_in_process_build_leaves_a_ledger_the_next_build_makes_whol
     header = f"COUNT = 300\nGATE = {str(gate)!r}\nMARKER = {str(marker)!r}\n"
     (tmp_path / "p.py").write_text(header + GATED)
     gate.write_text("closed")
-    build = subprocess.Popen(
-        [sys.executable, "-m", "nemoflow.cli", "build", "p.py", "--direct"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.time() + 120
-        while not marker.exists():
-            assert time.time() < deadline, "the gated step never started"
-            assert build.poll() is None, "the build ended before the gated step started"
-            time.sleep(0.02)
-        os.kill(build.pid, signal.SIGKILL)
-        build.wait(timeout=10)
-    finally:
-        if build.poll() is None:
-            build.kill()
+    kill_build_once_started(["p.py", "--direct"], tmp_path, marker, timeout=120)
     assert len(_manifests(tmp_path)) == 300
 
     gate.unlink()

@@ -18,7 +18,7 @@ import pytest
 
 from helpers import background_build, nemoflow, published_target, runs_by_step
 
-STEPS = '''
+STEPS = """
 import os
 import sys
 import time
@@ -53,7 +53,7 @@ def stage(i: int, prev: str | None = None, pause: float = 1.0) -> int:
 def sleepy(seconds: float) -> None:
     print("sleeping", flush=True)
     time.sleep(seconds)
-'''
+"""
 
 
 def _ssh_executor(sshd: Any, slurm: Any, job_dir: str) -> str:
@@ -271,16 +271,22 @@ def _wait_for_running_job(tmp_path: Path, step: str) -> str:
     raise AssertionError(f"step {step} never ran on Slurm")
 
 
-def test_cancel_scancels_a_detached_job(tmp_path, sshd_service, slurm_service, job_dir):
+def _detached_sleepy(tmp_path: Path, sshd_service, slurm_service, job_dir, name: str) -> Path:
+    """A one-step pipeline whose step sleeps 120 s on Slurm over SSH, built with --detach; its file."""
     pipeline = _pipeline(
         tmp_path,
         _ssh_executor(sshd_service, slurm_service, job_dir),
-        """
-        exp = nemoflow.Experiment("slurm_detached_cancel")
+        f"""
+        exp = nemoflow.Experiment("{name}")
         exp.add(nemoflow.Partial(sleepy, seconds=120), name="sleepy", executor=ex)
         """,
     )
     nemoflow("build", str(pipeline), "--detach", cwd=tmp_path, check=True)
+    return pipeline
+
+
+def test_cancel_scancels_a_detached_job(tmp_path, sshd_service, slurm_service, job_dir):
+    pipeline = _detached_sleepy(tmp_path, sshd_service, slurm_service, job_dir, "slurm_detached_cancel")
     job_id = runs_by_step(tmp_path)["sleepy"]["job_id"]
     proc = nemoflow("cancel", "slurm_detached_cancel", cwd=tmp_path, check=True)
     assert "sleepy" in proc.stdout
@@ -294,15 +300,7 @@ def test_cancel_scancels_a_detached_job(tmp_path, sshd_service, slurm_service, j
 
 
 def test_logs_of_a_running_job_over_ssh_are_read_from_the_cluster(tmp_path, sshd_service, slurm_service, job_dir):
-    pipeline = _pipeline(
-        tmp_path,
-        _ssh_executor(sshd_service, slurm_service, job_dir),
-        """
-        exp = nemoflow.Experiment("slurm_remote_logs")
-        exp.add(nemoflow.Partial(sleepy, seconds=120), name="sleepy", executor=ex)
-        """,
-    )
-    nemoflow("build", str(pipeline), "--detach", cwd=tmp_path, check=True)
+    _detached_sleepy(tmp_path, sshd_service, slurm_service, job_dir, "slurm_remote_logs")
     try:
         deadline = time.monotonic() + 60
         text = ""

@@ -51,17 +51,13 @@ exp.add(nemoflow.Partial(allreduce), name="allreduce", executor=ex)
 """
 
 
+def _script(executor: SlurmExecutor, command: list[str]) -> str:
+    return render_script(executor, header="h", job_name="j", log_file="/l", workdir="/w", command=command, env={})
+
+
 def test_torchrun_script_starts_one_launcher_per_node_at_the_head_node():
     executor = SlurmExecutor(nodes=2, ntasks_per_node=4, launcher="torchrun")
-    text = render_script(
-        executor,
-        header="h",
-        job_name="j",
-        log_file="/l",
-        workdir="/w",
-        command=["py", "-m", "nemoflow.run_step", "J"],
-        env={},
-    )
+    text = _script(executor, ["py", "-m", "nemoflow.run_step", "J"])
     assert 'head_node_ip=$(srun --nodes=1 --ntasks=1 -w "$head_node"' in text
     last = text.strip().splitlines()[-1]
     assert last.startswith("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 py -m torch.distributed.run")
@@ -71,15 +67,7 @@ def test_torchrun_script_starts_one_launcher_per_node_at_the_head_node():
 
 def test_single_node_script_runs_two_processes_at_the_head_node():
     executor = SlurmExecutor(partition="debug", nodes=1, ntasks_per_node=2, launcher="torchrun")
-    text = render_script(
-        executor,
-        header="h",
-        job_name="j",
-        log_file="/l",
-        workdir="/w",
-        command=["/opt/py", "-m", "nemoflow.run_step", "/w/job.json"],
-        env={},
-    )
+    text = _script(executor, ["/opt/py", "-m", "nemoflow.run_step", "/w/job.json"])
     lines = text.strip().splitlines()
     assert "#SBATCH --ntasks-per-node=2" in lines  # the allocation holds both processes ...
     assert lines[-4:-1] == HEAD_NODE_LINES
