@@ -25,6 +25,7 @@ _EXPORTS = {
     "Experiment": "nemoflow.experiment",
     "Plugin": "nemoflow.experiment",
     "load_pipeline": "nemoflow.pipeline_file",
+    "depends_on": "nemoflow.fingerprint",
     "Reason": "nemoflow.plan",
     "make_plan": "nemoflow.plan",
     "BuildResult": "nemoflow.results",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from nemoflow.executors.slurm import SlurmExecutor
     from nemoflow.executors.tunnels import LocalTunnel, SSHTunnel
     from nemoflow.experiment import Experiment, Plugin
+    from nemoflow.fingerprint import depends_on
     from nemoflow.ledger import Ledger
     from nemoflow.pipeline_file import load_pipeline
     from nemoflow.plan import Reason, make_plan

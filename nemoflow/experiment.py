@@ -11,6 +11,7 @@ from typing import Any
 
 from nemoflow.config import Buildable, Script, place
 from nemoflow.errors import UserError, did_you_mean
+from nemoflow.fingerprint import Declared
 from nemoflow.refs import StepOutput, StepResult
 from nemoflow.store import Store
 
@@ -33,6 +34,7 @@ class Step:
     executor: Any = None
     dependencies: list[str] = field(default_factory=list)
     plugins: list[Plugin] = field(default_factory=list)
+    declared: Declared | None = None  # extra code, files and a version string its key counts
 
 
 class StepHandle:
@@ -67,7 +69,22 @@ class Experiment:
     in any process, and :meth:`status`, :meth:`results`, :meth:`logs`, ... ask it about itself.
     """
 
-    def __init__(self, name: str, description: str = "", tags: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        description: str = "",
+        tags: list[str] | tuple[str, ...] = (),
+        *,
+        package_versions: bool = True,
+    ) -> None:
+        """Args:
+        name: the experiment's name (letters, digits, ``_``, ``-``, ``.``).
+        description: free text, recorded in the ledger.
+        tags: recorded in the ledger.
+        package_versions: the versions of installed distributions a step's code reaches are part
+            of its key (``pip install -U numpy`` rebuilds the steps that use numpy); False keeps
+            them out of keys (the ledger still records the environment).
+        """
         if not _STEP_NAME.match(name):
             raise UserError(f"invalid experiment name {name!r}", hint="use letters, digits, '_', '-', '.'")
         self.name = name
@@ -77,6 +94,7 @@ class Experiment:
         self.pipeline_file: Path | None = None
         self.module_name: str | None = None
         self.plugins: list[Plugin] = []
+        self.package_versions = package_versions
         self.id: str | None = None  # of its latest run, set as soon as the run is recorded
         self.store: Store | None = None  # of its latest run
 
@@ -94,8 +112,23 @@ class Experiment:
         executor: Any = None,
         dependencies: list[StepHandle] | tuple[StepHandle, ...] = (),
         plugins: list[Plugin] | tuple[Plugin, ...] = (),
+        extra_code: list[Any] | tuple[Any, ...] = (),
+        extra_files: list[str] | tuple[str, ...] = (),
+        version: str = "",
     ) -> StepHandle:
         """Add a step; references to other steps inside ``task`` make dependencies.
+
+        Args:
+            task: a ``Partial``, ``Config`` or ``Script``.
+            name: the step's name (default: the target's name, made unique).
+            executor: where it runs (default: a local subprocess).
+            dependencies: steps to run first, besides those ``task`` refers to.
+            plugins: applied to this step before its key is computed.
+            extra_code: functions, classes or modules whose code the step's key also counts
+                (code the fingerprint cannot see: a ``getattr`` by string, ``importlib``).
+            extra_files: files (paths or globs, relative to the build's directory) whose
+                content the key also counts.
+            version: a version string of the step; change it to rebuild the step.
 
         Raises:
             UserError: a bad or duplicate name, a task that is not a config or Script, or a
@@ -115,7 +148,10 @@ class Experiment:
             self._check_own(dep, f"{step_name}: dependencies")
         if isinstance(task, Buildable) and not task.__nf_path__:
             place(task, step_name)
-        self.steps[step_name] = Step(step_name, task, executor, [d.name for d in dependencies], list(plugins))
+        declared = Declared(tuple(extra_code), tuple(extra_files), str(version)) if extra_code or extra_files or version else None
+        self.steps[step_name] = Step(
+            step_name, task, executor, [d.name for d in dependencies], list(plugins), declared
+        )
         return StepHandle(self, step_name)
 
     def _free_name(self, task: Buildable[Any] | Script) -> str:

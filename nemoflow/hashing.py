@@ -1,19 +1,16 @@
-"""Pure hashing: step keys, file contents, code fingerprints."""
+"""Pure hashing: step keys and file contents (code fingerprints are in nemoflow.fingerprint)."""
 
 from __future__ import annotations
 
-import ast
-import functools
 import hashlib
-import inspect
 import os
-import textwrap
 from collections.abc import Mapping
 from typing import Any
 
 from nemoflow.serialize import canonical_json
 
-KEY_VERSION = 1  # bump when the key recipe changes, so old targets are not mistaken for new
+KEY_VERSION = 2  # bump when the key recipe changes, so old targets are not mistaken for new
+# 2: the code part is the hash of every code part a step reaches (nemoflow.fingerprint), not one source
 
 
 def sha256_text(text: str) -> str:
@@ -85,32 +82,3 @@ class FileHashCache:
         self.entries[path] = [*signature, digest]
         self.changed = True
         return digest
-
-
-@functools.cache
-def code_fingerprint(obj: Any) -> str:
-    """Hash of a function's or class's own source, formatting and comments ignored.
-
-    Objects without retrievable source (builtins, C extensions) fall back to their import
-    path and their package's version, when one is known.
-    """
-    target = inspect.unwrap(obj) if callable(obj) else obj
-    try:
-        source = textwrap.dedent(inspect.getsource(target))
-    except (OSError, TypeError):
-        module = getattr(target, "__module__", "") or ""
-        return sha256_text(f"nosource:{module}:{getattr(target, '__qualname__', repr(target))}:{_version(module)}")
-    try:
-        normal = ast.dump(ast.parse(source))
-    except SyntaxError:
-        normal = source
-    return sha256_text(normal)
-
-
-def _version(module: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(module.split(".")[0])
-    except metadata.PackageNotFoundError:
-        return ""

@@ -19,7 +19,8 @@ from nemoflow.provenance import Environment
 
 # 2: the experiments' run details (module, sys_path, options, host, pid, status, ended); experiment_steps
 # 3: runs.backend_state, runs.code_digest, runs.details (remote backends: Slurm, Docker)
-SCHEMA_VERSION = 3
+# 4: steps.code_parts (every code part a key counts: nemoflow.fingerprint), experiment_steps.declared
+SCHEMA_VERSION = 4
 
 _TABLES: dict[str, tuple[dict[str, Any], Any]] = {
     "experiments": (
@@ -55,10 +56,14 @@ _TABLES: dict[str, tuple[dict[str, Any], Any]] = {
             "reason": str,
             "executor": str,
             "dependencies": str,
+            "declared": str,  # JSON: extra_code (import paths), extra_files, version of exp.add
         },
         ("experiment_id", "name"),
     ),
-    "steps": ({"key": str, "name": str, "kind": str, "config": str, "code": str, "created": float}, "key"),
+    "steps": (
+        {"key": str, "name": str, "kind": str, "config": str, "code": str, "code_parts": str, "created": float},
+        "key",
+    ),
     "edges": ({"key": str, "upstream_key": str, "upstream_name": str}, ("key", "upstream_key")),
     "runs": (
         {
@@ -204,6 +209,7 @@ class Ledger:
                 s["reason"],
                 None if s["executor"] is None else json.dumps(s["executor"], sort_keys=True),
                 json.dumps(s["dependencies"]) if s["dependencies"] else None,
+                json.dumps(s["declared"], sort_keys=True) if s.get("declared") else None,
             )
             for s in steps
         ]
@@ -211,8 +217,9 @@ class Ledger:
             with self.db.conn:
                 self.db.execute(f"insert into experiments ({columns}) values ({marks})", list(record.values()))
                 self.db.conn.executemany(
-                    "insert into experiment_steps (experiment_id, name, key, position, reason, executor, dependencies)"
-                    " values (?, ?, ?, ?, ?, ?, ?)",
+                    "insert into experiment_steps"
+                    " (experiment_id, name, key, position, reason, executor, dependencies, declared)"
+                    " values (?, ?, ?, ?, ?, ?, ?, ?)",
                     step_rows,
                 )
         except sqlite3.IntegrityError:
@@ -250,14 +257,15 @@ class Ledger:
                     "kind": s["kind"],
                     "config": json.dumps(s["config"], sort_keys=True),
                     "code": s["code"],
+                    "code_parts": json.dumps(s.get("code_parts") or {}, sort_keys=True),
                     "created": now,
                 }
             )
             edge_rows.extend({"key": s["key"], "upstream_key": k, "upstream_name": n} for n, k in s["upstream"].items())
         with self.db.conn:  # plain SQL: sqlite-utils' insert_all costs ~10x as much for 100,000 rows
             self.db.conn.executemany(
-                "insert or ignore into steps (key, name, kind, config, code, created)"
-                " values (:key, :name, :kind, :config, :code, :created)",
+                "insert or ignore into steps (key, name, kind, config, code, code_parts, created)"
+                " values (:key, :name, :kind, :config, :code, :code_parts, :created)",
                 step_rows,
             )
             self.db.conn.executemany(
@@ -415,6 +423,7 @@ class Ledger:
         for row in rows:
             row["executor"] = json.loads(row["executor"]) if row["executor"] else None
             row["dependencies"] = json.loads(row["dependencies"]) if row["dependencies"] else []
+            row["declared"] = json.loads(row["declared"]) if row.get("declared") else None
         return rows
 
     def step_configs(self, keys: Iterable[str]) -> dict[str, Any]:
@@ -427,6 +436,12 @@ class Ledger:
             for row in self.rows(f"select key, config from steps where key in ({marks})", chunk):
                 found[row["key"]] = json.loads(row["config"])
         return found
+
+    def code_parts(self, key: str) -> dict[str, str] | None:
+        """The code parts the key of a step counted (None: not recorded, or built before schema 4)."""
+        for row in self.rows("select code_parts from steps where key = ?", [key]):
+            return json.loads(row["code_parts"]) if row["code_parts"] else None
+        return None
 
     def artifacts_of(self, key: str) -> list[dict[str, Any]]:
         return list(self.rows("select * from artifacts where key = ? order by path", [key]))

@@ -15,18 +15,24 @@ from typing import Any
 from nemoflow.config import Buildable, Config, Script, missing_arguments
 from nemoflow.errors import ConfigError, PipelineError, did_you_mean
 from nemoflow.experiment import Experiment, Plugin, Step
-from nemoflow.hashing import FileHashCache, code_fingerprint, file_sha256, sha256_text, step_key
+from nemoflow.fingerprint import Fingerprinter, ModuleIndexCache, script_parts
+from nemoflow.hashing import KEY_VERSION, FileHashCache, sha256_text, step_key
 from nemoflow.refs import File, StepOutput, StepResult
-from nemoflow.serialize import import_path, to_data
+from nemoflow.serialize import canonical_json, import_path, to_data
 from nemoflow.store import Store
 from nemoflow.treeops import nodes, path_of
+from nemoflow.why import CODE_KINDS, Change, changes
 
 
 class Reason(enum.StrEnum):
     """Why a step will run, or that it will not."""
 
+    NEW_STEP = "new step"
     NEW_CONFIG = "new config"
     CODE_CHANGED = "code changed"
+    PACKAGE_CHANGED = "package changed"
+    INPUT_CHANGED = "input changed"
+    SALT_CHANGED = "salt changed"
     UPSTREAM_CHANGED = "upstream changed"
     OUTPUT_MISSING = "output missing"
     FORCED = "forced"
@@ -37,6 +43,19 @@ class Reason(enum.StrEnum):
 
 
 _UP_TO_DATE = Reason.UP_TO_DATE  # looked up once: enum member access is slow on hot paths
+_REASON_OF_CHANGE = {
+    "forced": Reason.FORCED,
+    "new step": Reason.NEW_STEP,
+    "key recipe": Reason.CODE_CHANGED,
+    **{kind: Reason.CODE_CHANGED for kind in CODE_KINDS},
+    "package": Reason.PACKAGE_CHANGED,
+    "kind": Reason.NEW_CONFIG,
+    "config": Reason.NEW_CONFIG,
+    "input": Reason.INPUT_CHANGED,
+    "salt": Reason.SALT_CHANGED,
+    "upstream": Reason.UPSTREAM_CHANGED,
+    "output missing": Reason.OUTPUT_MISSING,
+}
 
 
 @dataclass
@@ -52,7 +71,9 @@ class PlannedStep:
     upstream: dict[str, str]  # upstream step name -> key
     files: dict[str, str]  # input path as written -> sha256
     executor: Any
+    code_parts: dict[str, str] = field(default_factory=dict)  # part -> digest or value (see nemoflow.fingerprint)
     reason: Reason = Reason.OUTPUT_MISSING
+    why: list[Change] = field(default_factory=list)  # what differs from the step's latest target (when it runs)
     after: list[str] = field(default_factory=list)  # order only (``sequential``): not part of the key
 
     @property
@@ -70,6 +91,15 @@ class Plan:
     workdir: Path = field(default_factory=Path.cwd)
     salt: str = ""
     sequential: bool = False
+    file_hashes: FileHashCache = field(default_factory=FileHashCache)
+    module_indexes: ModuleIndexCache = field(default_factory=ModuleIndexCache)
+
+    def save_caches(self) -> None:
+        """Keep the file hashes and parsed module files for the next plan (once the store exists)."""
+        if self.store.root.exists():
+            self.store.save_file_hash_cache(self.file_hashes)
+            self.store.save_module_index_cache(self.module_indexes)
+            self.file_hashes.changed = self.module_indexes.changed = False
 
     @functools.cached_property
     def by_key(self) -> dict[str, PlannedStep]:
@@ -122,20 +152,32 @@ def make_plan(
     wanted = _ancestors(edges, _known(exp, until, "--until")) if until else None
     forced = set(_known(exp, force, "--force"))
     cache = store.file_hash_cache()
-    digests: dict[str, str] = {}  # packager -> its archive digest (when a packager is the code fingerprint)
-    plan = Plan(exp, store, workdir=root, salt=salt, sequential=sequential)
+    indexes = store.module_index_cache()
+    code = _CodeContext(Fingerprinter(root, cache, indexes, packages=exp.package_versions), {})
+    plan = Plan(exp, store, workdir=root, salt=salt, sequential=sequential, file_hashes=cache, module_indexes=indexes)
     for name in order:
         if wanted is not None and name not in wanted:
             continue
         upstream = {up: plan.steps[up].key for up in sorted(edges[name])}
-        planned = _plan_step(steps[name], scans[name], upstream, root, cache, salt, digests)
-        planned.reason = _reason(planned, store, forced)
+        planned = _plan_step(steps[name], scans[name], upstream, root, cache, salt, code)
+        if name in forced or not store.is_complete(name, planned.key):
+            planned.why = _changes(planned, store, salt, forced=name in forced)
+            planned.reason = _REASON_OF_CHANGE.get(planned.why[0].kind, Reason.OUTPUT_MISSING)
+        else:
+            planned.reason = _UP_TO_DATE
         plan.steps[name] = planned
     if sequential:
         _chain_in_added_order(plan, list(exp.steps))
-    if store.root.exists():
-        store.save_file_hash_cache(cache)
+    plan.save_caches()
     return plan
+
+
+@dataclass
+class _CodeContext:
+    """What keys the code of a plan's steps: one fingerprinter, and the packagers' archive digests."""
+
+    fingerprinter: Fingerprinter
+    digests: dict[str, str]  # packager -> its archive digest (when a packager is the code fingerprint)
 
 
 def apply_plugins(
@@ -153,7 +195,14 @@ def apply_plugins(
             executor = step.executor
             if executor is None and default_executor is not None:
                 executor = default_executor()
-            step = Step(step.name, copy.deepcopy(step.task), copy.deepcopy(executor), step.dependencies, step.plugins)
+            step = Step(
+                step.name,
+                copy.deepcopy(step.task),
+                copy.deepcopy(executor),
+                step.dependencies,
+                step.plugins,
+                step.declared,
+            )
             for plugin in step_plugins:
                 plugin.setup(step.task, step.executor)
         steps[name] = step
@@ -291,7 +340,7 @@ def _plan_step(
     root: Path,
     cache: FileHashCache,
     salt: str,
-    digests: dict[str, str],
+    code_context: _CodeContext,
 ) -> PlannedStep:
     task = step.task
     files = {
@@ -304,16 +353,39 @@ def _plan_step(
         raise PipelineError(
             exc.message, where=f"{step.name}: {exc.path}" if exc.path else step.name, hint=exc.hint
         ) from None
+    packager = getattr(step.executor, "packager", None)
     if isinstance(task, Script):
-        kind, code = _script_identity(task, root, step.name)
+        kind = f"script:{task.entrypoint}"
     else:
         kind = import_path(task.__fn_or_cls__)
-        code = _code_of(task.__fn_or_cls__, scan.targets)
-    packager = getattr(step.executor, "packager", None)
     if packager is not None and getattr(packager, "fingerprint", False):  # the user picked the archive's digest
-        code = "package:" + _package_digest(packager, root, digests)
+        parts = {"archive:packager": _package_digest(packager, root, code_context.digests)}
+    else:
+        parts = _code_parts(step, scan, root, code_context.fingerprinter)
+    code = sha256_text(canonical_json(parts))
     key = step_key(name=step.name, kind=kind, config=config, code=code, upstream=upstream, files=files, salt=salt)
-    return PlannedStep(step.name, key, kind, task, config, code, upstream, files, step.executor)
+    return PlannedStep(step.name, key, kind, task, config, code, upstream, files, step.executor, parts)
+
+
+def _code_parts(step: Step, scan: _Scan, root: Path, fingerprinter: Fingerprinter) -> dict[str, str]:
+    """The code parts of a step: what its targets reach, its script, and what it declares by hand.
+
+    Raises:
+        PipelineError: a script or a declared file is missing.
+    """
+    task = step.task
+    try:
+        if isinstance(task, Script):
+            parts = _script_parts(task, root, step.name, fingerprinter)
+            parts.update(fingerprinter.parts(scan.targets, step.declared))
+            return dict(sorted(parts.items()))
+        return fingerprinter.parts([task.__fn_or_cls__, *scan.targets], step.declared)
+    except FileNotFoundError as exc:
+        raise PipelineError(
+            f"declared file {exc.args[0]!r} not found (looked in {root})",
+            where=step.name,
+            hint="extra_files= and nemoflow.depends_on(files=...) name files relative to the build's directory",
+        ) from None
 
 
 def _package_digest(packager: Any, root: Path, digests: dict[str, str]) -> str:
@@ -322,14 +394,6 @@ def _package_digest(packager: Any, root: Path, digests: dict[str, str]) -> str:
     if marker not in digests:
         digests[marker] = packager.digest(root)
     return digests[marker]
-
-
-def _code_of(target: Any, targets: set[Any]) -> str:
-    """The step's code fingerprint: its target's source, and that of every config target it uses."""
-    if len(targets) <= 1:
-        return code_fingerprint(target)
-    prints = sorted(f"{import_path(t)}={code_fingerprint(t)}" for t in targets)
-    return sha256_text("\n".join(prints))
 
 
 def _hash_input(path: str, root: Path, cache: FileHashCache, *, where: Callable[[], str]) -> str:
@@ -342,33 +406,27 @@ def _hash_input(path: str, root: Path, cache: FileHashCache, *, where: Callable[
         raise PipelineError(f"input {path!r} is a folder; nemoflow.File names one file", where=where()) from None
 
 
-def _script_identity(script: Script, root: Path, where: str) -> tuple[str, str]:
+def _script_parts(script: Script, root: Path, where: str, fingerprinter: Fingerprinter) -> dict[str, str]:
     if script.inline is not None:
-        code = sha256_text(script.inline)
-    else:
-        full = Path(script.path) if os.path.isabs(script.path or "") else root / (script.path or "")
-        if not full.is_file():
-            raise PipelineError(f"script {script.path!r} not found (looked for {full})", where=f"{where}.path")
-        code = file_sha256(full)
-    return f"script:{script.entrypoint}", code
+        return {"script:<inline>": sha256_text(script.inline)}
+    full = Path(script.path) if os.path.isabs(script.path or "") else root / (script.path or "")
+    if not full.is_file():
+        raise PipelineError(f"script {script.path!r} not found (looked for {full})", where=f"{where}.path")
+    return script_parts(full, root, fingerprinter.indexes, packages=fingerprinter.packages)
 
 
-def _reason(step: PlannedStep, store: Store, forced: set[str]) -> Reason:
-    if step.name in forced:
-        return Reason.FORCED
-    if store.is_complete(step.name, step.key):
-        return Reason.UP_TO_DATE
-    previous = store.latest_manifest(step.name)
-    if previous is None:
-        return Reason.OUTPUT_MISSING
-    if previous.get("code") != step.code:
-        return Reason.CODE_CHANGED
-    if (
-        previous.get("config") != step.config
-        or previous.get("kind") != step.kind
-        or previous.get("inputs") != step.files
-    ):
-        return Reason.NEW_CONFIG
-    if previous.get("upstream") != step.upstream:
-        return Reason.UPSTREAM_CHANGED
-    return Reason.OUTPUT_MISSING
+def _changes(step: PlannedStep, store: Store, salt: str, *, forced: bool) -> list[Change]:
+    """What differs between ``step`` and the latest target of a step of its name."""
+    return changes(
+        name=step.name,
+        config=step.config,
+        code_parts=step.code_parts,
+        code=step.code,
+        kind=step.kind,
+        inputs=step.files,
+        upstream=step.upstream,
+        salt=salt,
+        key_version=KEY_VERSION,
+        previous=None if forced else store.latest_manifest(step.name),
+        forced=forced,
+    )

@@ -20,6 +20,7 @@ from nemoflow.config import Script
 from nemoflow.errors import ExecutorError, StepFailed, UserError
 from nemoflow.executors import Executor, Job, JobResult, JobState, executor_to_data
 from nemoflow.executors.local import LocalExecutor
+from nemoflow.hashing import KEY_VERSION
 from nemoflow.ledger import Ledger
 from nemoflow.plan import Plan, PlannedStep
 from nemoflow.run_step import OUTPUT_DIR_ENV, PARENT_PID_ENV, execute_task, make_resolver, script_command
@@ -151,6 +152,9 @@ def step_record(ctx: BuildContext, step: PlannedStep, run_id: str, started: floa
         "kind": step.kind,
         "config": step.config,
         "code": step.code,
+        "code_parts": step.code_parts,
+        "key_version": KEY_VERSION,
+        "salt": ctx.plan.salt,
         "upstream": step.upstream,
         "inputs": step.files,
         "run_id": run_id,

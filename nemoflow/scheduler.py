@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from nemoflow.errors import BuildFailed
 from nemoflow.experiment import Experiment
+from nemoflow.fingerprint import declared_to_data
 from nemoflow.luigi_driver import Waiter, luigi_log_path, run_with_luigi
 from nemoflow.plan import Plan, PlannedStep, make_plan
 from nemoflow.results import BuildResult, StepOutcome
@@ -134,6 +135,7 @@ def run_plan(
     if scheduler_url is not None:
         options.update(scheduler_url=scheduler_url, executor=executor_filter, register_only=register_only)
     experiment_id, environment_id = _record_build(plan, to_run, options)
+    plan.save_caches()  # a first build has just made the store
     if not to_run:
         _finish_build(plan.store, experiment_id, "succeeded")
         return BuildResult(skipped=skipped, experiment_id=experiment_id)
@@ -272,7 +274,15 @@ def _record_build(plan: Plan, to_run: list[PlannedStep], options: dict[str, Any]
         env = capture_environment(environment_cache())
         ledger.record_environment(env)
         ledger.record_steps(
-            {"key": s.key, "name": s.name, "kind": s.kind, "config": s.config, "code": s.code, "upstream": s.upstream}
+            {
+                "key": s.key,
+                "name": s.name,
+                "kind": s.kind,
+                "config": s.config,
+                "code": s.code,
+                "code_parts": s.code_parts,
+                "upstream": s.upstream,
+            }
             for s in to_run
         )
     finally:
@@ -301,6 +311,7 @@ def _members(plan: Plan) -> list[dict[str, Any]]:
             "reason": s.reason.value,
             "executor": _executor_data(s.executor),
             "dependencies": added[s.name].dependencies,
+            "declared": declared_to_data(added[s.name].declared),
         }
         for s in plan
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nemoflow.ledger import Ledger
@@ -20,6 +20,8 @@ class StepStatus:
     reason: str
     output: str | None
     last_run: dict[str, Any] | None
+    code_parts: dict[str, str] = field(default_factory=dict)  # what its key counts (see nemoflow.fingerprint)
+    why: list[Any] = field(default_factory=list)  # Change records, when it would run
 
     @property
     def seconds(self) -> float | None:
@@ -34,6 +36,8 @@ class StepStatus:
             "state": self.state,
             "reason": self.reason,
             "output": self.output,
+            "code_units": self.code_parts,
+            "why": [c.to_data() for c in self.why],
             "last_run": run.get("id"),
             "started": run.get("started"),
             "seconds": self.seconds,
@@ -59,5 +63,5 @@ def plan_status(plan: Plan, ledger: Ledger | None) -> list[StepStatus]:
         else:
             state = "pending"
         output = str(plan.store.target_dir(step.name, step.key)) if state == "done" else None
-        rows.append(StepStatus(step.name, step.key, state, reason, output, run))
+        rows.append(StepStatus(step.name, step.key, state, reason, output, run, step.code_parts, step.why))
     return rows

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nemoflow.fingerprint import ModuleIndexCache
 from nemoflow.hashing import FileHashCache, file_sha256
 
 MANIFEST = "nemoflow.json"
@@ -239,11 +240,24 @@ class Store:
             return FileHashCache()
 
     def save_file_hash_cache(self, cache: FileHashCache) -> None:
-        if not cache.changed:
-            return
+        if cache.changed:
+            self._save_cache("files.json", cache.entries)
+
+    def module_index_cache(self) -> ModuleIndexCache:
+        """Parsed module files of the user's code, by stat signature (see nemoflow.fingerprint)."""
+        try:
+            return ModuleIndexCache(json.loads((self.root / ".cache" / "code.json").read_text()))
+        except (FileNotFoundError, ValueError):
+            return ModuleIndexCache()
+
+    def save_module_index_cache(self, cache: ModuleIndexCache) -> None:
+        if cache.changed:
+            self._save_cache("code.json", cache.entries)
+
+    def _save_cache(self, name: str, entries: dict[str, Any]) -> None:
         folder = self.root / ".cache"
         folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / "files.json", json.dumps(cache.entries))
+        write_atomic(folder / name, json.dumps(entries))
 
 
 def _outputs(folder: str) -> list[str]:

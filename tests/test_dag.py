@@ -25,7 +25,7 @@ def test_text_lists_each_step_with_its_upstream(folder: Path) -> None:
     lines = {line.split(" [")[0]: line for line in out.splitlines()}
     assert set(lines) >= {"prepare", "report"}
     assert lines["report"].endswith("<- evaluate-large, evaluate-medium, evaluate-small")
-    assert "output missing" in lines["prepare"]
+    assert "new step" in lines["prepare"]
 
 
 def test_mermaid_and_dot_carry_the_edges(folder: Path) -> None:

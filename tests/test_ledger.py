@@ -23,7 +23,7 @@ def test_a_schema_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
     db.executescript(SCHEMA_1)
     db.close()
     ledger = Ledger(tmp_path / "ledger.db")
-    assert ledger.db.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert ledger.db.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION == 4
     old = ledger.experiment("old_1")
     assert old is not None and (old["name"], old["tags"], old["steps"], old["options"]) == ("old", ["a"], 0, None)
     assert {"module", "sys_path", "options", "status", "ended"} <= set(ledger.db["experiments"].columns_dict)
@@ -39,6 +39,6 @@ def test_an_experiment_id_is_taken_once(tmp_path: Path) -> None:
     assert ledger.create_experiment(row, [step])
     assert not ledger.create_experiment({**row, "name": "other"}, [])
     assert ledger.experiment("e_1")["name"] == "e"
-    assert ledger.experiment_steps("e_1") == [{**step, "experiment_id": "e_1"}]
+    assert ledger.experiment_steps("e_1") == [{**step, "experiment_id": "e_1", "declared": None}]
     ledger.finish_experiment("e_1", "succeeded")
     assert ledger.experiments("e")[0]["status"] == "succeeded"

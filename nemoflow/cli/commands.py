@@ -52,8 +52,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
     plan = make_plan(exp, _store(args), force=args.force, until=args.until, salt=args.salt)
     if args.dry_run:
-        render.plan(plan, as_json=args.json, scripts=_preview_scripts(plan))
+        render.plan(plan, as_json=args.json, scripts=_preview_scripts(plan), why=args.why)
         return 0
+    if args.why:
+        raise UserError("--why goes with --dry-run", hint=f"nemoflow build {args.pipeline} --dry-run --why")
     central = {}
     if args.scheduler:
         from nemoflow.central import check_reachable
@@ -145,7 +147,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     plan = make_plan(exp, store)
     ledger = _ledger(store)
     rows = plan_status(plan, ledger)
-    render.status(exp.name, rows, as_json=args.json)
+    render.status(exp.name, rows, as_json=args.json, code=args.code)
     return 0
 
 

@@ -74,6 +74,11 @@ def _add_build(sub: Any, formatter: type) -> None:
         help="change step configs before building: STEP.key=value, *.key=value (every step), +=, -=, *=, /=",
     ).completer = config_keys
     build.add_argument("-n", "--dry-run", action="store_true", help="show which steps would run, and why; run nothing")
+    build.add_argument(
+        "--why",
+        action="store_true",
+        help="with --dry-run: list, for every step that would run, each part of its key that changed",
+    )
     build.add_argument("--json", action="store_true", help="print one JSON object (ran / skipped / failed) last")
     build.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run up to N independent steps at once")
     build.add_argument(
@@ -180,6 +185,9 @@ def _add_status(sub: Any, formatter: type) -> None:
     )
     status.add_argument("pipeline", help="pipeline file")
     status.add_argument("--json", action="store_true", help="print the rows as JSON")
+    status.add_argument(
+        "--code", action="store_true", help="list the code units (functions, constants, packages) of each step's key"
+    )
     _store_option(status)
     status.set_defaults(handler=commands.cmd_status)
 

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nemoflow.errors import BuildFailed, NemoflowError, UserError
+from nemoflow.why import part_label
 
 if TYPE_CHECKING:
     from nemoflow.audit import AuditReport
@@ -30,8 +31,12 @@ _REASON_STYLE = {
     "forced": "magenta",
     "code changed": "yellow",
     "new config": "cyan",
+    "package changed": "yellow",
+    "input changed": "cyan",
+    "salt changed": "magenta",
     "upstream changed": "blue",
     "output missing": "green",
+    "new step": "green",
 }
 _STATE_STYLE = {
     "done": "green",
@@ -60,9 +65,16 @@ def _short(key: str) -> str:
     return key[:12]
 
 
-def plan(p: Plan, *, as_json: bool, scripts: dict[str, str] | None = None) -> None:
-    """``build --dry-run``: every step with its key and reason (and the batch scripts it would submit)."""
-    steps = [{"name": s.name, "key": s.key, "reason": s.reason.value, "runs": s.runs} for s in p]
+def plan(p: Plan, *, as_json: bool, scripts: dict[str, str] | None = None, why: bool = False) -> None:
+    """``build --dry-run``: every step with its key and reason (and the batch scripts it would submit).
+
+    With ``why``: each part of the key of every step that would run that differs from the step's
+    latest target (in ``--json``, every step that runs carries its ``why`` list anyway).
+    """
+    steps = [
+        {"name": s.name, "key": s.key, "reason": s.reason.value, "runs": s.runs, "why": [c.to_data() for c in s.why]}
+        for s in p
+    ]
     would = [s["name"] for s in steps if s["runs"]]
     if as_json:
         _json(
@@ -85,6 +97,12 @@ def plan(p: Plan, *, as_json: bool, scripts: dict[str, str] | None = None) -> No
     for s in steps:
         table.add_row(s["name"], _short(s["key"]), _styled(s["reason"], _REASON_STYLE.get(s["reason"], "")))
     _out.print(table)
+    if why:
+        for s in steps:
+            if s["runs"]:
+                _out.print(f"[bold]{escape(s['name'])}[/]")
+                for change in s["why"]:
+                    _out.print(f"  {escape(change['text'])}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -187,8 +205,8 @@ def _seconds(value: float | None) -> str:
     return f"{value:.2f}s" if value is not None else ""
 
 
-def status(name: str, rows: list[StepStatus], *, as_json: bool) -> None:
-    """``nemoflow status``: a row per step."""
+def status(name: str, rows: list[StepStatus], *, as_json: bool, code: bool = False) -> None:
+    """``nemoflow status``: a row per step (with ``code``: then each step's code units)."""
     if as_json:
         _json([r.as_dict() for r in rows])
         return
@@ -220,6 +238,15 @@ def status(name: str, rows: list[StepStatus], *, as_json: bool) -> None:
             _relative(r.output),
         )
     _out.print(table)
+    if code:
+        for r in rows:
+            _out.print(f"[bold]{escape(r.name)}[/] [dim]{_short(r.key)}[/]")
+            _code_units(r.code_parts)
+
+
+def _code_units(parts: dict[str, str], label: str = "") -> None:
+    for part, value in parts.items():
+        _out.print(f"    {label}{escape(part_label(part, value))}", highlight=False, soft_wrap=True)
 
 
 def _relative(path: str | None) -> str:
@@ -243,7 +270,8 @@ def audit(report: AuditReport, *, as_json: bool) -> None:
         m = link.manifest or {}
         _out.print(f"    kind     {m.get('kind')}")
         _out.print(f"    config   {json.dumps(m.get('config'), sort_keys=True)[:200]}")
-        _out.print(f"    code     {str(m.get('code'))[:16]}")
+        _out.print(f"    code     [dim]{str(m.get('code'))[:16]}[/]")
+        _code_units(m.get("code_parts") or {}, "  ")
         for up, key in sorted(m.get("upstream", {}).items()):
             _out.print(f"    upstream {up} [dim]{key[:12]}[/]")
         for path, digest in sorted(m.get("inputs", {}).items()):
