@@ -10,21 +10,34 @@ from __future__ import annotations
 
 import base64
 import enum
-import importlib
 import json
 import math
 import os
 import pathlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from nemoflow.config import Buildable, Config, Partial, Script
+from nemoflow.config import Buildable, Partial, Script
+from nemoflow.decode import PARTIAL, SCALARS, TAGS, TARGET, from_data, import_object, is_named_callable
 from nemoflow.errors import ConfigError, UserError
 from nemoflow.refs import File, StepLike, StepOutput, StepResult
 
-TARGET, PARTIAL = "_target_", "_partial_"
-_SCALARS = (str, int, float, bool, type(None))
+__all__ = [
+    "FORMATS",
+    "PARTIAL",
+    "TARGET",
+    "canonical_json",
+    "dumps",
+    "from_data",
+    "import_object",
+    "import_path",
+    "load",
+    "loads",
+    "python_source",
+    "save",
+    "to_data",
+]
 
 
 def import_path(obj: Any) -> str:
@@ -39,26 +52,12 @@ def import_path(obj: Any) -> str:
     return f"{module}:{qualname}"
 
 
-def import_object(path: str) -> Any:
-    """The object named by ``module:qualname`` (or ``module.qualname``)."""
-    module_name, sep, qualname = path.partition(":")
-    if not sep:
-        module_name, _, qualname = path.rpartition(".")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"cannot import {path!r}: {exc}") from None
-    return obj
-
-
 def to_data(value: Any) -> Any:
     """A config tree as JSON-compatible data (see the module docstring)."""
     if isinstance(value, enum.Enum):  # before scalars: a str or int enum is one too
         return {"_enum_": import_path(type(value)), "value": to_data(value.value)}
-    if isinstance(value, _SCALARS):
-        return value if type(value) in _SCALARS else _plain(value)
+    if isinstance(value, SCALARS):
+        return value if type(value) in SCALARS else _plain(value)
     if isinstance(value, Buildable):
         data: dict[str, Any] = {TARGET: import_path(value.__fn_or_cls__)}
         if isinstance(value, Partial):
@@ -88,7 +87,7 @@ def to_data(value: Any) -> Any:
             return {k: to_data(value[k]) for k in sorted(value)}
         items = [[to_data(k), to_data(v)] for k, v in value.items()]
         return {"_items_": sorted(items, key=lambda item: canonical_json(item[0]))}  # equal dicts, one form
-    if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
+    if is_named_callable(value):
         try:
             return {"_import_": import_path(value)}
         except ConfigError:
@@ -106,63 +105,7 @@ def _plain(value: str | int | float) -> str | int | float:
     return value
 
 
-def from_data(data: Any, *, steps: Mapping[str, StepLike] | None = None, path: str = "") -> Any:
-    """Rebuild a config tree from :func:`to_data`'s form; ``steps`` resolves step references."""
-    if isinstance(data, _SCALARS):
-        return data
-    if isinstance(data, list):
-        return [from_data(v, steps=steps, path=f"{path}[{i}]") for i, v in enumerate(data)]
-    if not isinstance(data, dict):
-        raise ConfigError(f"unexpected value {data!r} in config data", path=path)
-    if TARGET in data:
-        return _buildable_from_data(data, steps, path)
-    for tag in data.keys() & _SPECIAL.keys():
-        return _SPECIAL[tag](data, steps, path)
-    return {k: from_data(v, steps=steps, path=f"{path}.{k}" if path else k) for k, v in data.items()}
-
-
-def _buildable_from_data(data: dict[str, Any], steps: Mapping[str, StepLike] | None, path: str) -> Buildable[Any]:
-    kind = Partial if data.get(PARTIAL) else Config
-    try:
-        cfg = kind(import_object(data[TARGET]))
-    except ConfigError as exc:
-        raise (exc.at(path) if path else exc) from None
-    if path:  # placed before its arguments are set, so their errors name the whole path
-        object.__setattr__(cfg, "__nf_path__", path)
-    root = path or cfg.__signature__.target_name
-    for k, v in data.items():
-        if k not in (TARGET, PARTIAL):
-            setattr(cfg, k, from_data(v, steps=steps, path=f"{root}.{k}"))
-    return cfg
-
-
-def _step(name: str, steps: Mapping[str, StepLike] | None, path: str) -> StepLike:
-    if steps is None or name not in steps:
-        from nemoflow.errors import did_you_mean
-
-        raise ConfigError(
-            f"refers to step {name!r}, which is not in this experiment",
-            path=path,
-            hint=did_you_mean(name, steps or {}),
-        )
-    return steps[name]
-
-
-_SPECIAL: dict[str, Callable[[dict[str, Any], Any, str], Any]] = {
-    "_file_": lambda d, s, p: File(d["_file_"]),
-    "_output_": lambda d, s, p: StepOutput(_step(d["_output_"], s, p), d["path"]),
-    "_result_": lambda d, s, p: StepResult(_step(d["_result_"], s, p)),
-    "_tuple_": lambda d, s, p: tuple(from_data(v, steps=s, path=p) for v in d["_tuple_"]),
-    "_set_": lambda d, s, p: {from_data(v, steps=s, path=p) for v in d["_set_"]},
-    "_frozenset_": lambda d, s, p: frozenset(from_data(v, steps=s, path=p) for v in d["_frozenset_"]),
-    "_items_": lambda d, s, p: {from_data(k, steps=s): from_data(v, steps=s) for k, v in d["_items_"]},
-    "_import_": lambda d, s, p: import_object(d["_import_"]),
-    "_enum_": lambda d, s, p: import_object(d["_enum_"])(from_data(d["value"], steps=s, path=p)),
-    "_path_": lambda d, s, p: pathlib.Path(d["_path_"]),
-    "_dill_": lambda d, s, p: __import__("dill").loads(base64.b64decode(d["_dill_"])),
-    "_script_": lambda d, s, p: Script(**{k: from_data(v, steps=s, path=p) for k, v in d["_script_"].items()}),
-}
-_TAGS = frozenset({TARGET, PARTIAL, "_none_", "_float_", *_SPECIAL})  # a user dict with one is written as _items_
+_TAGS = frozenset({TARGET, PARTIAL, "_none_", "_float_", *TAGS})  # a user dict with one is written as _items_
 
 
 def canonical_json(data: Any) -> str:
@@ -198,7 +141,11 @@ def dumps(value: Any, fmt: str) -> str:
 
 
 def loads(text: str, fmt: str, *, steps: Mapping[str, StepLike] | None = None) -> Any:
-    """The config tree in ``text`` (YAML, TOML or JSON; loaded safely, never evaluated)."""
+    """The config tree in ``text`` (YAML, TOML or JSON): loaded safely, nothing evaluated, pickles refused.
+
+    Raises:
+        ConfigError: see :func:`from_data` (called with ``trusted=False``).
+    """
     if fmt == "json":
         data = json.loads(text)
     elif fmt == "yaml":
@@ -221,7 +168,14 @@ def save(value: Any, path: str | os.PathLike[str]) -> None:
 
 
 def load(path: str | os.PathLike[str], *, steps: Mapping[str, StepLike] | None = None) -> Any:
-    """Read a config file written by :func:`save` (a ``.py`` file must define ``config``)."""
+    """Read a config file written by :func:`save`.
+
+    YAML, TOML and JSON files are data: see :func:`loads`. A ``.py`` file is a program, run to get its
+    ``config``: load only one you would run.
+
+    Raises:
+        UserError: the file is missing or does not parse; a ``ConfigError`` names the file and the config path.
+    """
     source = pathlib.Path(path)
     fmt = _format_of(source)
     if not source.is_file():
@@ -235,6 +189,8 @@ def load(path: str | os.PathLike[str], *, steps: Mapping[str, StepLike] | None =
         raise ConfigError(exc.message, path=where, hint=exc.hint) from None
     except ValueError as exc:  # JSON/TOML syntax errors carry line numbers in their text
         raise UserError(f"cannot parse: {exc}", where=str(source)) from None
+    except RecursionError:
+        raise UserError("cannot read: the data is nested too deeply", where=str(source)) from None
     except Exception as exc:  # yaml.YAMLError
         if type(exc).__module__.startswith("yaml"):
             raise UserError(f"cannot parse: {exc}", where=str(source)) from None
@@ -265,8 +221,8 @@ def _from_toml(data: Any) -> Any:
     if isinstance(data, dict):
         if data.keys() == {"_none_"}:
             return None
-        if data.keys() == {"_float_"}:
-            return float(data["_float_"])
+        if data.keys() == {"_float_"} and isinstance(data["_float_"], str):
+            return float(data["_float_"])  # a ValueError, when it is no number, names the file
         return {k: _from_toml(v) for k, v in data.items()}
     if isinstance(data, list):
         return [_from_toml(v) for v in data]
@@ -304,7 +260,7 @@ def _py(value: Any, imports: set[str], depth: int) -> str:
         return f"{_py_import(type(value), imports)}[{value.name!r}]"
     if isinstance(value, float) and not math.isfinite(value):
         return f"float({repr(value)!r})"
-    if isinstance(value, _SCALARS):
+    if isinstance(value, SCALARS):
         return repr(to_data(value))
     if isinstance(value, pathlib.PurePath):
         imports.add("import pathlib")
@@ -319,7 +275,15 @@ def _py(value: Any, imports: set[str], depth: int) -> str:
     if isinstance(data, dict) and "_import_" in data:
         return _py_import(value, imports)
     imports.add("from nemoflow.serialize import from_data")  # dill-only values and step references
+    if _holds_pickle(data):  # a Python config file is a program: its pickles are as trusted as its code
+        return f"from_data({data!r}, trusted=True)"
     return f"from_data({data!r})"
+
+
+def _holds_pickle(data: Any) -> bool:
+    if isinstance(data, dict):
+        return "_dill_" in data or any(_holds_pickle(v) for v in data.values())
+    return isinstance(data, list) and any(_holds_pickle(v) for v in data)
 
 
 def _py_import(obj: Any, imports: set[str]) -> str:

@@ -139,7 +139,9 @@ def test_callables_are_named_by_import_path() -> None:
 def test_unnamed_callables_fall_back_to_dill() -> None:
     data = to_data(Config(anything, fn=lambda x: x + 1))
     assert set(data["fn"]) == {"_dill_"}
-    assert from_data(data).fn(1) == 2
+    assert from_data(data, trusted=True).fn(1) == 2
+    with pytest.raises(ConfigError, match="'_dill_' \\(pickled\\) value is refused"):
+        from_data(data)
 
 
 def test_a_target_without_an_import_path_is_refused() -> None:
