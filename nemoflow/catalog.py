@@ -24,11 +24,12 @@ from nemoflow.detached import attach
 from nemoflow.errors import ConfigError, UserError, did_you_mean
 from nemoflow.executors import Handle, executor_from_data
 from nemoflow.experiment import Experiment, StepHandle
+from nemoflow.fingerprint import Declared, declared_from_data
 from nemoflow.ledger import Ledger
 from nemoflow.pipeline_file import import_pipeline_module
 from nemoflow.plan import apply_plugins
 from nemoflow.scheduler import ledger_path
-from nemoflow.serialize import from_data
+from nemoflow.serialize import from_data, import_object
 from nemoflow.status import StepStatus
 from nemoflow.store import LOG, METRICS, Store, process_alive
 
@@ -108,8 +109,16 @@ def reload(experiment_id: str, store: Store) -> Experiment:
         executor = executor_from_data(member["executor"]) if member["executor"] else None
         dependencies = [handles[d] for d in member["dependencies"] if d in handles]
         exp.add(task, name=member["name"], executor=executor, dependencies=dependencies)
+        exp.steps[member["name"]].declared = _declared(member)
     exp.id, exp.store = experiment_id, store
     return exp
+
+
+def _declared(member: dict[str, Any]) -> Declared | None:
+    try:
+        return declared_from_data(member.get("declared"), import_object)
+    except (ImportError, ConfigError) as exc:
+        raise UserError(f"step {member['name']!r}: its extra_code cannot be imported any more: {exc}") from None
 
 
 def _make_importable(row: dict[str, Any]) -> None:

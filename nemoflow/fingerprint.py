@@ -259,11 +259,13 @@ def _imported_names(stmt: ast.Import | ast.ImportFrom, package: str) -> dict[str
 
 # ---- whose code is it ------------------------------------------------------------------------------
 @functools.cache
-def _installed_prefixes() -> tuple[str, ...]:
+def _installed_prefixes(path: tuple[str, ...]) -> tuple[str, ...]:
+    """The folders of the standard library and of installed distributions (site-packages on ``path`` too)."""
     paths = sysconfig.get_paths()
     found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
     found.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
     found.add(site.getusersitepackages())
+    found.update(p for p in path if os.path.basename(p.rstrip(os.sep)) in ("site-packages", "dist-packages"))
     return tuple(sorted({os.path.realpath(p) + os.sep for p in found if p}))
 
 
@@ -278,7 +280,7 @@ def is_user_module(name: str, file: str | None) -> bool:
         return False
     if not file:  # __main__ of ``python -c``, a notebook, a module made at run time
         return True
-    return not os.path.realpath(file).startswith(_installed_prefixes())
+    return not os.path.realpath(file).startswith(_installed_prefixes(tuple(sys.path)))
 
 
 @functools.cache
@@ -295,14 +297,12 @@ def distribution_version(top: str) -> tuple[str, str] | None:
             return dist, metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
-    version = getattr(sys.modules.get(top), "__version__", "")
-    return top, str(version) if isinstance(version, str) else ""
+    version = getattr(sys.modules.get(top), "__version__", None)
+    return (top, version) if isinstance(version, str) else None
 
 
-def module_label(module: types.ModuleType) -> str:
+def module_label(name: str, file: str | None) -> str:
     """A module's file as seen from its import root (``mylib/model.py``): the same on every machine."""
-    file = getattr(module, "__file__", None) or ""
-    name = module.__name__
     if name == "__main__" or not file:
         return os.path.basename(file) if file else name
     base = os.path.basename(file)
@@ -343,12 +343,57 @@ class ModuleIndexCache:
         return found
 
 
+@dataclass(frozen=True, eq=False)
+class _Owner:
+    """The module a definition lives in, as its globals say (a notebook's or exec's too)."""
+
+    name: str
+    file: str | None
+    package: str
+    namespace: dict[str, Any]
+
+    @classmethod
+    def of_module(cls, module: types.ModuleType) -> _Owner:
+        return cls(module.__name__, getattr(module, "__file__", None), module.__package__ or "", vars(module))
+
+    @classmethod
+    def of_globals(cls, namespace: dict[str, Any]) -> _Owner:
+        name = namespace.get("__name__") or "__main__"
+        return cls(name, namespace.get("__file__"), namespace.get("__package__") or "", namespace)
+
+    @property
+    def user(self) -> bool:
+        return is_user_module(self.name, self.file)
+
+    @property
+    def label(self) -> str:
+        return module_label(self.name, self.file)
+
+
 @dataclass
 class _Node:
     """What one object contributes directly, and what it leads to."""
 
     parts: dict[str, str] = field(default_factory=dict)
-    next: list[Any] = field(default_factory=list)  # objects (or (module, chains) pairs) to follow
+    next: list[Any] = field(default_factory=list)  # objects, _Reference and _ModuleRead records to follow
+
+
+@dataclass(frozen=True, eq=False)
+class _Reference:
+    """A global name a definition reads, with the attribute chains read from it."""
+
+    value: Any
+    owner: _Owner
+    name: str
+    chains: list[list[str]]
+
+
+@dataclass(frozen=True, eq=False)
+class _ModuleRead:
+    """Attributes read from a user module (``mylib.model.forward``)."""
+
+    module: types.ModuleType
+    chains: list[list[str]]
 
 
 class Fingerprinter:
@@ -367,7 +412,8 @@ class Fingerprinter:
         self.indexes = indexes
         self.packages = packages
         self._closures: dict[Any, dict[str, str]] = {}
-        self._nodes: dict[int, tuple[Any, _Node]] = {}
+        self._nodes: dict[Any, tuple[Any, _Node]] = {}
+        self._owners: dict[int, tuple[dict[str, Any], _Owner]] = {}
 
     def parts(self, targets: Iterable[Any], declared: Declared | None = None) -> dict[str, str]:
         """Every part the targets reach (and the declared extras), part name -> digest or value."""
@@ -388,27 +434,53 @@ class Fingerprinter:
         if cached is not None:
             return cached
         parts: dict[str, str] = {}
-        seen: set[int] = set()
+        seen: set[Any] = set()
         stack = [root]
         while stack:
             obj = stack.pop()
-            if id(obj) in seen:
+            key = _identity(obj)
+            if key in seen:
                 continue
-            seen.add(id(obj))
-            node = self._node(obj)
+            seen.add(key)
+            node = self._node(obj, key)
             parts.update(node.parts)
             stack.extend(node.next)
         with contextlib.suppress(TypeError):
             self._closures[root] = parts
         return parts
 
-    def _node(self, obj: Any) -> _Node:
-        known = self._nodes.get(id(obj))
-        if known is not None and known[0] is obj:
+    def _node(self, obj: Any, key: Any) -> _Node:
+        known = self._nodes.get(key)
+        if known is not None:
             return known[1]
         node = self._explore(obj)
-        self._nodes[id(obj)] = (obj, node)  # holding obj keeps its id from being reused
+        self._nodes[key] = (obj, node)  # holding obj keeps the ids in its key from being reused
         return node
+
+    def _owner(self, namespace: dict[str, Any], module: types.ModuleType | None = None) -> _Owner:
+        known = self._owners.get(id(namespace))
+        if known is not None and known[0] is namespace:
+            return known[1]
+        owner = _Owner.of_module(module) if module is not None else _Owner.of_globals(namespace)
+        self._owners[id(namespace)] = (namespace, owner)
+        return owner
+
+    def _class_owner(self, cls: type) -> _Owner | None:
+        """The module of a class: from ``sys.modules``, else from the globals of one of its methods."""
+        module = sys.modules.get(cls.__module__)
+        if module is not None and getattr(module, cls.__qualname__.split(".")[0], None) is not None:
+            return self._module_owner(module)
+        for member in vars(cls).values():
+            namespace = getattr(_unwrap(member), "__globals__", None)
+            if isinstance(namespace, dict):
+                return self._owner(namespace)
+        return self._module_owner(module) if module is not None else None
+
+    def _module_owner(self, module: types.ModuleType) -> _Owner:
+        return self._owner(vars(module), module)
+
+    def _index(self, owner: _Owner) -> ModuleIndex | None:
+        return self.indexes.index(owner.file, owner.package) if owner.file else None
 
     # -- what one object contributes --
     def _explore(self, obj: Any) -> _Node:
@@ -423,8 +495,11 @@ class Fingerprinter:
             return _Node(next=[target.func, *target.args, *target.keywords.values()])
         if isinstance(target, (types.MethodType, staticmethod, classmethod)):
             return _Node(next=[target.__func__])
-        if isinstance(target, (types.FunctionType, type)):
-            return self._definition(target)
+        if isinstance(target, types.FunctionType):
+            return self._definition(target, self._owner(target.__globals__))
+        if isinstance(target, type):
+            owner = self._class_owner(target)
+            return self._definition(target, owner) if owner is not None else _Node()
         if callable(target):  # a builtin or a compiled function (numpy's ufuncs): its package
             return self._package_of(getattr(target, "__module__", None) or type(target).__module__)
         return _Node()
@@ -435,43 +510,35 @@ class Fingerprinter:
         found = distribution_version(module_name.split(".")[0])
         return _Node({f"package:{found[0]}": found[1]}) if found else _Node()
 
-    def _definition(self, target: Any) -> _Node:
-        module = sys.modules.get(getattr(target, "__module__", "") or "")
-        if module is None:
-            return _Node()
-        if not is_user_module(module.__name__, getattr(module, "__file__", None)):
-            return self._package_of(module.__name__)
+    def _definition(self, target: Any, owner: _Owner) -> _Node:
+        if not owner.user:
+            return self._package_of(owner.name)
         qualname = getattr(target, "__qualname__", target.__name__)
-        unit = self._unit_of(module, target, qualname)
-        name = f"code:{module_label(module)}:{qualname}"
-        node = _Node({name: unit.digest if unit else _code_digest(target)})
+        unit = self._unit_of(owner, target, qualname)
+        node = _Node({f"code:{owner.label}:{qualname}": unit.digest if unit else _code_digest(target)})
         names = unit.names if unit else _code_names(target)
-        chains = unit.chains if unit else []
-        namespace = getattr(target, "__globals__", None) or vars(module)
-        node.next.extend(_reads(module, namespace, names, chains))
+        node.next.extend(_reads(owner, names, unit.chains if unit else []))
         if isinstance(target, type):
             node.next.extend(base for base in target.__mro__[1:] if base is not object)
         else:
-            node.next.extend(self._closure_cells(module, target, qualname, node))
+            node.next.extend(self._closure_cells(owner, target, qualname, node))
         declared = getattr(target, DEPENDS_ATTR, None)
         if isinstance(declared, Declared):
-            node.parts.update(self._declared(declared, f"{module.__name__}.{qualname}"))
+            node.parts.update(self._declared(declared, f"{owner.name}.{qualname}"))
             node.next.extend(declared.code)
         return node
 
-    def _unit_of(self, module: types.ModuleType, target: Any, qualname: str) -> Unit | None:
-        file = getattr(module, "__file__", None)
-        index = self.indexes.index(file, module.__package__ or "") if file else None
+    def _unit_of(self, owner: _Owner, target: Any, qualname: str) -> Unit | None:
+        index = self._index(owner)
         if index is not None and qualname in index.units and "<lambda>" not in qualname:
             return index.units[qualname]
         try:  # a notebook cell, ``python -c``, or a definition made by exec: what inspect can find
-            source = inspect.getsource(target)
-            snippet = index_source(textwrap.dedent(source))
-        except (OSError, TypeError, SyntaxError, IndentationError):
+            snippet = index_source(textwrap.dedent(inspect.getsource(target)))
+        except (OSError, TypeError, SyntaxError):
             return None
-        return next(iter(snippet.units.values()), None) if snippet.units else None
+        return next(iter(snippet.units.values()), None)
 
-    def _closure_cells(self, module: types.ModuleType, fn: Any, qualname: str, node: _Node) -> list[Any]:
+    def _closure_cells(self, owner: _Owner, fn: Any, qualname: str, node: _Node) -> list[Any]:
         cells = getattr(fn, "__closure__", None) or ()
         follow = []
         for var, cell in zip(fn.__code__.co_freevars, cells):
@@ -481,14 +548,14 @@ class Fingerprinter:
                 continue
             plain = _plain_json(value)
             if plain is not None:
-                node.parts[f"constant:{module.__name__}.{qualname}.{var}"] = plain
+                node.parts[f"constant:{owner.name}.{qualname}.{var}"] = plain
             else:
                 follow.append(value)
         return follow
 
     def _reference(self, ref: _Reference) -> _Node:
         """A global name read by user code: follow a definition, or count a constant."""
-        value, module, name = ref.value, ref.module, ref.name
+        value = ref.value
         target = _unwrap(value)
         if isinstance(target, types.ModuleType):
             if is_user_module(target.__name__, getattr(target, "__file__", None)):
@@ -498,62 +565,62 @@ class Fingerprinter:
             return _Node(next=[value])
         if callable(target) and not _is_data(target) and not _is_user_object(target):
             return _Node(next=[value])
-        return self._constant(module, name, value)
+        return self._constant(ref.owner, ref.name, value)
 
-    def _constant(self, module: types.ModuleType, name: str, value: Any) -> _Node:
-        part = f"constant:{module.__name__}.{name}"
+    def _constant(self, owner: _Owner, name: str, value: Any) -> _Node:
+        part = f"constant:{owner.name}.{name}"
         plain = _plain_json(value)
         if plain is not None:
             return _Node({part: plain})
         node = _Node()
-        owner, unit = self._binding(module, name, set())
-        if unit is not None and owner is not None:
+        where, unit = self._binding(owner, name, set())
+        if unit is not None and where is not None:
             node.parts[part] = "source:" + unit.digest
-            node.next.extend(_reads(owner, vars(owner), unit.names, unit.chains))
+            node.next.extend(_reads(where, unit.names, unit.chains))
         else:
             node.parts[part] = "object:" + type(value).__module__ + "." + type(value).__qualname__
         if not isinstance(value, type):
             node.next.append(type(value))  # a user class's instance: its class's code decides its behaviour
         return node
 
-    def _binding(self, module: types.ModuleType, name: str, seen: set[str]) -> tuple[Any, Unit | None]:
+    def _binding(self, owner: _Owner, name: str, seen: set[str]) -> tuple[_Owner | None, Unit | None]:
         """The module and statements that bind ``name``, following ``from x import name``."""
-        if module.__name__ in seen:
+        if owner.name in seen:
             return None, None
-        seen.add(module.__name__)
-        file = getattr(module, "__file__", None)
-        index = self.indexes.index(file, module.__package__ or "") if file else None
+        seen.add(owner.name)
+        index = self._index(owner)
         if index is None:
             return None, None
         if name in index.binds:
-            return module, index.binds[name]
+            return owner, index.binds[name]
         source = index.imports.get(name)
         other = sys.modules.get(source[0]) if source and source[1] else None
         if other is not None and is_user_module(other.__name__, getattr(other, "__file__", None)):
-            return self._binding(other, source[1], seen)
+            return self._binding(self._module_owner(other), source[1], seen)
         return None, None
 
     def _module_read(self, read: _ModuleRead) -> _Node:
         """Attributes read from a user module (``model.forward``): follow each; no attribute: the whole module."""
         if not read.chains:
             return _Node(next=[read.module])
-        namespace = vars(read.module)
+        owner = self._module_owner(read.module)
         heads: dict[str, list[list[str]]] = {}
         for chain in read.chains:
             heads.setdefault(chain[0], []).append(chain[1:])
-        node = _Node()
-        for attr, rests in heads.items():
-            if attr in namespace:
-                node.next.append(_Reference(namespace[attr], read.module, attr, [r for r in rests if r]))
-        return node
+        return _Node(
+            next=[
+                _Reference(owner.namespace[attr], owner, attr, [r for r in rests if r])
+                for attr, rests in heads.items()
+                if attr in owner.namespace
+            ]
+        )
 
     def _whole_module(self, module: types.ModuleType) -> _Node:
-        if not is_user_module(module.__name__, getattr(module, "__file__", None)):
-            return self._package_of(module.__name__)
-        file = getattr(module, "__file__", None)
-        index = self.indexes.index(file, module.__package__ or "") if file else None
-        digest = index.digest if index else "nosource"
-        return _Node({f"module:{module_label(module)}": digest})
+        owner = self._module_owner(module)
+        if not owner.user:
+            return self._package_of(owner.name)
+        index = self._index(owner)
+        return _Node({f"module:{owner.label}": index.digest if index else "nosource"})
 
     def _declared(self, declared: Declared, where: str) -> dict[str, str]:
         found = {}
@@ -565,26 +632,22 @@ class Fingerprinter:
         return found
 
 
-@dataclass(frozen=True, eq=False)
-class _Reference:
-    value: Any
-    module: types.ModuleType
-    name: str
-    chains: list[list[str]]
+def _identity(obj: Any) -> Any:
+    """What makes two things to follow the same: a global name of one module is one thing, however reached."""
+    if isinstance(obj, _Reference):
+        return ("ref", id(obj.owner.namespace), obj.name, repr(obj.chains))
+    if isinstance(obj, _ModuleRead):
+        return ("read", id(obj.module), repr(obj.chains))
+    return id(obj)
 
 
-@dataclass(frozen=True, eq=False)
-class _ModuleRead:
-    module: types.ModuleType
-    chains: list[list[str]]
-
-
-def _reads(module: types.ModuleType, namespace: dict[str, Any], names: list[str], chains: list[list[str]]) -> list[Any]:
+def _reads(owner: _Owner, names: list[str], chains: list[list[str]]) -> list[Any]:
     """The global names a definition reads, as references to follow."""
     by_head: dict[str, list[list[str]]] = {}
     for chain in chains:
         by_head.setdefault(chain[0], []).append(chain[1:])
-    return [_Reference(namespace[n], module, n, by_head.get(n, [])) for n in names if n in namespace]
+    namespace = owner.namespace
+    return [_Reference(namespace[n], owner, n, by_head.get(n, [])) for n in names if n in namespace]
 
 
 def _unwrap(obj: Any) -> Any:
@@ -597,7 +660,9 @@ def _unwrap(obj: Any) -> Any:
 def _is_user_object(value: Any) -> bool:
     """An instance of a class of the user's own code (a callable model object, say)."""
     module = sys.modules.get(type(value).__module__)
-    return module is not None and is_user_module(module.__name__, getattr(module, "__file__", None))
+    if module is None:
+        return not isinstance(value, (types.BuiltinFunctionType, types.MethodWrapperType))
+    return is_user_module(module.__name__, getattr(module, "__file__", None))
 
 
 def _is_data(value: Any) -> bool:
