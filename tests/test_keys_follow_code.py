@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fingerprint_project import AFFECTS, EDITS, SLOTS, STEPS, forget_modules, write_project
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +23,7 @@ from nemoflow.plan import make_plan
 from nemoflow.scheduler import run_plan
 from nemoflow.store import Store
 
+from fingerprint_project import AFFECTS, EDITS, SLOTS, STEPS, forget_modules, write_project
 from helpers import built_quickstart, last_json, names
 from helpers import nemoflow as run_cli
 
