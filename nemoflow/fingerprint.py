@@ -38,7 +38,6 @@ import textwrap
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +287,8 @@ def distribution_version(top: str) -> tuple[str, str] | None:
     """(distribution name, version) of an installed top-level package; None for the standard library."""
     if top in sys.stdlib_module_names or top in ("builtins", _OWN_PACKAGE):
         return None
+    from importlib import metadata  # only when a step reaches a package: ~10 ms to import
+
     try:
         return top, metadata.version(top)
     except metadata.PackageNotFoundError:

@@ -178,6 +178,22 @@ class _CodeContext:
 
     fingerprinter: Fingerprinter
     digests: dict[str, str]  # packager -> its archive digest (when a packager is the code fingerprint)
+    known: dict[Any, tuple[dict[str, str], str]] = field(default_factory=dict)
+
+    def of(self, step: Step, scan: _Scan, root: Path) -> tuple[dict[str, str], str]:
+        """A step's code parts and their hash; steps of the same targets share one (a sweep of 10,000 pays once)."""
+        task = step.task
+        memo = None if isinstance(task, Script) else (task.__fn_or_cls__, frozenset(scan.targets), step.declared)
+        try:
+            found = self.known.get(memo) if memo is not None else None
+        except TypeError:  # an unhashable target or declaration: no sharing
+            memo = found = None
+        if found is None:
+            parts = _code_parts(step, scan, root, self.fingerprinter)
+            found = (parts, sha256_text(canonical_json(parts)))
+            if memo is not None:
+                self.known[memo] = found
+        return found
 
 
 def apply_plugins(
@@ -360,9 +376,9 @@ def _plan_step(
         kind = import_path(task.__fn_or_cls__)
     if packager is not None and getattr(packager, "fingerprint", False):  # the user picked the archive's digest
         parts = {"archive:packager": _package_digest(packager, root, code_context.digests)}
+        code = sha256_text(canonical_json(parts))
     else:
-        parts = _code_parts(step, scan, root, code_context.fingerprinter)
-    code = sha256_text(canonical_json(parts))
+        parts, code = code_context.of(step, scan, root)
     key = step_key(name=step.name, kind=kind, config=config, code=code, upstream=upstream, files=files, salt=salt)
     return PlannedStep(step.name, key, kind, task, config, code, upstream, files, step.executor, parts)
 
