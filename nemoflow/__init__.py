@@ -11,29 +11,29 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Config": "nemoflow.config",
-    "Partial": "nemoflow.config",
-    "Script": "nemoflow.config",
-    "build": "nemoflow.config",
-    "partial": "nemoflow.config",
-    "config": "nemoflow.config",
-    "File": "nemoflow.refs",
-    "walk": "nemoflow.treeops",
-    "broadcast": "nemoflow.treeops",
-    "diff": "nemoflow.treeops",
-    "sweep": "nemoflow.sweeps",
-    "Experiment": "nemoflow.experiment",
-    "Plugin": "nemoflow.experiment",
-    "load_pipeline": "nemoflow.pipeline_file",
-    "depends_on": "nemoflow.fingerprint",
-    "Reason": "nemoflow.plan",
-    "make_plan": "nemoflow.plan",
-    "BuildResult": "nemoflow.results",
-    "StepOutcome": "nemoflow.results",
-    "output_dir": "nemoflow.run_step",
-    "log_metrics": "nemoflow.run_step",
-    "build_experiment": "nemoflow.scheduler",
-    "run": "nemoflow.api",
+    "Config": "nemoflow.configs.core",
+    "Partial": "nemoflow.configs.core",
+    "Script": "nemoflow.configs.core",
+    "build": "nemoflow.configs.core",
+    "partial": "nemoflow.configs.core",
+    "config": "nemoflow.configs.core",
+    "File": "nemoflow.configs.refs",
+    "walk": "nemoflow.configs.treeops",
+    "broadcast": "nemoflow.configs.treeops",
+    "diff": "nemoflow.configs.treeops",
+    "sweep": "nemoflow.configs.sweeps",
+    "Experiment": "nemoflow.pipeline.experiment",
+    "Plugin": "nemoflow.pipeline.experiment",
+    "load_pipeline": "nemoflow.pipeline.loading",
+    "depends_on": "nemoflow.pipeline.fingerprint",
+    "Reason": "nemoflow.pipeline.plan",
+    "make_plan": "nemoflow.pipeline.plan",
+    "BuildResult": "nemoflow.engine.results",
+    "StepOutcome": "nemoflow.engine.results",
+    "output_dir": "nemoflow.engine.step_runtime",
+    "log_metrics": "nemoflow.engine.step_runtime",
+    "build_experiment": "nemoflow.engine.build",
+    "run": "nemoflow.runs.launch",
     "LocalExecutor": "nemoflow.executors.local",
     "Executor": "nemoflow.executors.base",
     "DockerExecutor": "nemoflow.executors.docker",
@@ -43,9 +43,9 @@ _EXPORTS = {
     "GitArchivePackager": "nemoflow.executors.packagers",
     "PatternPackager": "nemoflow.executors.packagers",
     "HybridPackager": "nemoflow.executors.packagers",
-    "Store": "nemoflow.store",
-    "Ledger": "nemoflow.ledger",
-    "audit": "nemoflow.audit",
+    "Store": "nemoflow.store.targets",
+    "Ledger": "nemoflow.record.ledger",
+    "audit": "nemoflow.record.audit",
     "UserError": "nemoflow.errors",
     "ConfigError": "nemoflow.errors",
     "PipelineError": "nemoflow.errors",
@@ -70,9 +70,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nemoflow.api import run
-    from nemoflow.audit import audit
-    from nemoflow.config import Config, Partial, Script, build, config, partial
+    from nemoflow.configs.core import Config, Partial, Script, build, config, partial
+    from nemoflow.configs.refs import File
+    from nemoflow.configs.sweeps import sweep
+    from nemoflow.configs.treeops import broadcast, diff, walk
+    from nemoflow.engine.build import build_experiment
+    from nemoflow.engine.results import BuildResult, StepOutcome
+    from nemoflow.engine.step_runtime import log_metrics, output_dir
     from nemoflow.errors import BuildFailed, ConfigError, PipelineError, StepFailed, UserError
     from nemoflow.executors.base import Executor
     from nemoflow.executors.docker import DockerExecutor
@@ -80,15 +84,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from nemoflow.executors.packagers import GitArchivePackager, HybridPackager, PatternPackager
     from nemoflow.executors.slurm import SlurmExecutor
     from nemoflow.executors.tunnels import LocalTunnel, SSHTunnel
-    from nemoflow.experiment import Experiment, Plugin
-    from nemoflow.fingerprint import depends_on
-    from nemoflow.ledger import Ledger
-    from nemoflow.pipeline_file import load_pipeline
-    from nemoflow.plan import Reason, make_plan
-    from nemoflow.refs import File
-    from nemoflow.results import BuildResult, StepOutcome
-    from nemoflow.run_step import log_metrics, output_dir
-    from nemoflow.scheduler import build_experiment
-    from nemoflow.store import Store
-    from nemoflow.sweeps import sweep
-    from nemoflow.treeops import broadcast, diff, walk
+    from nemoflow.pipeline.experiment import Experiment, Plugin
+    from nemoflow.pipeline.fingerprint import depends_on
+    from nemoflow.pipeline.loading import load_pipeline
+    from nemoflow.pipeline.plan import Reason, make_plan
+    from nemoflow.record.audit import audit
+    from nemoflow.record.ledger import Ledger
+    from nemoflow.runs.launch import run
+    from nemoflow.store.targets import Store

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nemoflow.config import Config
+from nemoflow.configs.core import Config
 
 
 class Color(enum.Enum):

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 import nemoflow
-from nemoflow.api import default_jobs
 from nemoflow.errors import PipelineError
-from nemoflow.plan import Plan
+from nemoflow.pipeline.plan import Plan
+from nemoflow.runs.launch import default_jobs
 
 import steps_for_tests as steps
 

@@ -16,9 +16,9 @@ import pytest
 
 import nemoflow
 from nemoflow.errors import UserError
-from nemoflow.ledger import Ledger
-from nemoflow.pipeline_file import load_pipeline
-from nemoflow.store import pid_alive
+from nemoflow.pipeline.loading import load_pipeline
+from nemoflow.record.ledger import Ledger
+from nemoflow.store.targets import pid_alive
 
 import steps_for_tests as steps
 
@@ -50,7 +50,7 @@ PIPELINE = textwrap.dedent("""
 # What a run looks like from outside: the same code runs here and in a fresh process.
 SUMMARY = textwrap.dedent("""
     import json
-    from nemoflow.serialize import to_data
+    from nemoflow.configs.serialize import to_data
 
     def summary(exp):
         names = list(exp.steps)
@@ -87,7 +87,7 @@ def test_a_run_reloaded_in_a_fresh_process_equals_the_live_one(tmp_path: Path) -
     elsewhere.mkdir()
     code = SUMMARY + textwrap.dedent(f"""
         import nemoflow
-        from nemoflow.plan import make_plan
+        from nemoflow.pipeline.plan import make_plan
         exp = nemoflow.Experiment.from_id({exp.id!r}, store={str(tmp_path / "targets")!r})
         plan = make_plan(exp, exp.store, workdir={str(tmp_path)!r})
         print(json.dumps({{"summary": summary(exp), "keys": {{s.name: [s.key, s.reason.value] for s in plan}}}}))

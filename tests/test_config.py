@@ -1,4 +1,4 @@
-"""Tests for nemoflow.config: Config, Partial, Script, build."""
+"""Tests for nemoflow.configs.core: Config, Partial, Script, build."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typing
 import pytest
 
 import nemoflow
-from nemoflow.config import Config, Partial, Script
+from nemoflow.configs.core import Config, Partial, Script
 from nemoflow.errors import ConfigError, UserError
 
 from targets_for_tests import (

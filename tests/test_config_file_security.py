@@ -22,9 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nemoflow
-from nemoflow.config import Config, Partial
+from nemoflow.configs.core import Config, Partial
+from nemoflow.configs.serialize import dumps, from_data, load, loads, to_data
 from nemoflow.errors import ConfigError, UserError
-from nemoflow.serialize import dumps, from_data, load, loads, to_data
 
 from helpers import nemoflow as run_nemoflow
 from script_helpers import copy_script, run_script
@@ -195,7 +195,7 @@ def test_what_a_config_may_name_still_round_trips() -> None:
 def test_python_config_files_keep_their_pickles(tmp_path: Path) -> None:
     """A ``.py`` config file is a program (it is run), so the pickles it holds are as trusted as its code."""
     path = tmp_path / "config.py"
-    nemoflow.serialize.save(Config(anything, fn=lambda x: x + 1), path)
+    nemoflow.configs.serialize.save(Config(anything, fn=lambda x: x + 1), path)
     assert "trusted=True" in path.read_text()
     assert load(path).fn(1) == 2
 
@@ -230,7 +230,7 @@ NAMES = [
     "targets_for_tests:Color",
     "targets_for_tests:Model",
     "targets_for_tests:anything",
-    "nemoflow.config:Config",
+    "nemoflow.configs.core:Config",
 ]
 
 

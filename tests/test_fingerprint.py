@@ -1,4 +1,4 @@
-"""Tests for nemoflow.fingerprint: which parts of the user's code a target reaches, and what changes them."""
+"""Tests for nemoflow.pipeline.fingerprint: which parts of the user's code a target reaches, and what changes them."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from nemoflow.fingerprint import Fingerprinter, ModuleIndexCache, index_source, is_user_module, script_parts
-from nemoflow.hashing import FileHashCache
+from nemoflow.pipeline.fingerprint import Fingerprinter, ModuleIndexCache, index_source, is_user_module, script_parts
+from nemoflow.store.hashing import FileHashCache
 
 from helpers import last_json, nemoflow
 
@@ -207,7 +207,7 @@ def test_user_modules_are_those_outside_installed_folders(tmp_path: Path) -> Non
     import numpy
 
     assert not is_user_module("numpy", numpy.__file__)
-    assert not is_user_module("json", None) and not is_user_module("nemoflow.plan", None)
+    assert not is_user_module("json", None) and not is_user_module("nemoflow.pipeline.plan", None)
     assert is_user_module("mylib.model", str(tmp_path / "mylib" / "model.py"))
 
 

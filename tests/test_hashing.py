@@ -1,4 +1,4 @@
-"""Tests for nemoflow.hashing: step keys, file hashes and their cache."""
+"""Tests for nemoflow.store.hashing: step keys, file hashes and their cache."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from nemoflow import hashing
-from nemoflow.config import Config
-from nemoflow.hashing import FileHashCache, file_sha256, step_key
-from nemoflow.serialize import dumps, loads, to_data
+from nemoflow.configs.core import Config
+from nemoflow.configs.serialize import dumps, loads, to_data
+from nemoflow.pipeline.keys import step_key
+from nemoflow.store import hashing
+from nemoflow.store.hashing import FileHashCache, file_sha256
 
 from targets_for_tests import Model, Trainer
 
@@ -81,9 +82,9 @@ def test_a_config_read_back_from_yaml_gets_the_same_key() -> None:
 def test_keys_are_identical_across_processes() -> None:
     program = textwrap.dedent(
         """
-        from nemoflow.config import Config
-        from nemoflow.hashing import step_key
-        from nemoflow.serialize import to_data
+        from nemoflow.configs.core import Config
+        from nemoflow.pipeline.keys import step_key
+        from nemoflow.configs.serialize import to_data
         from targets_for_tests import anything
         cfg = Config(anything, tags={"cat", "dog", "bird", "fish"}, table={"b": 1, "a": 2}, ids={3: "x", 1: "y"})
         print(step_key(name="s", kind="k", config=to_data(cfg), code="", upstream={}, files={}))

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nemoflow
-from nemoflow.plan import make_plan
-from nemoflow.scheduler import run_plan
-from nemoflow.store import Store
+from nemoflow.engine.build import run_plan
+from nemoflow.pipeline.plan import make_plan
+from nemoflow.store.targets import Store
 
 from fingerprint_project import AFFECTS, EDITS, SLOTS, STEPS, forget_modules, write_project
 from helpers import built_quickstart, last_json, names

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from nemoflow.ledger import SCHEMA_VERSION, Ledger
+from nemoflow.record.ledger import SCHEMA_VERSION, Ledger
 
 SCHEMA_1 = """
 create table experiments (id text primary key, name text, description text, tags text, pipeline_file text,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nemoflow.errors import LedgerError
-from nemoflow.ledger import Ledger
+from nemoflow.record.ledger import Ledger
 
 
 def _run(i: int) -> dict[str, object]:

@@ -24,10 +24,10 @@ from nemoflow.cli.overrides import (
     parse_override,
     split_reserved,
 )
-from nemoflow.config import Config, Partial
+from nemoflow.configs.core import Config, Partial
+from nemoflow.configs.serialize import save
 from nemoflow.errors import ConfigError, UserError
-from nemoflow.experiment import Experiment
-from nemoflow.serialize import save
+from nemoflow.pipeline.experiment import Experiment
 
 from script_helpers import copy_script, resolved, run_script
 from targets_for_tests import Model, Trainer, anything, shaped, train

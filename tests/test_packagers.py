@@ -435,8 +435,8 @@ def test_unknown_fields_are_refused() -> None:
 # ---- the archive digest as the code fingerprint (the engine side) ------------------------------------------
 def _fingerprint_plan(repo: Path, *, fingerprint: bool) -> str:
     import nemoflow
-    from nemoflow.plan import make_plan
-    from nemoflow.store import Store
+    from nemoflow.pipeline.plan import make_plan
+    from nemoflow.store.targets import Store
 
     from targets_for_tests import read_many
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nemoflow.provenance import GitState, capture_environment, git_state
+from nemoflow.record.provenance import GitState, capture_environment, git_state
 
 
 def test_environment_lists_python_and_packages() -> None:

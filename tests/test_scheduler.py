@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 import nemoflow
-from nemoflow.pipeline_file import load_pipeline
-from nemoflow.plan import make_plan
-from nemoflow.serialize import dumps, loads
-from nemoflow.store import Store
+from nemoflow.configs.serialize import dumps, loads
+from nemoflow.pipeline.loading import load_pipeline
+from nemoflow.pipeline.plan import make_plan
+from nemoflow.store.targets import Store
 
 PIPELINE = textwrap.dedent("""
     import os

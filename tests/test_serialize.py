@@ -1,4 +1,4 @@
-"""Tests for nemoflow.serialize: data form, canonical JSON, YAML/TOML/JSON/Python files."""
+"""Tests for nemoflow.configs.serialize: data form, canonical JSON, YAML/TOML/JSON/Python files."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import nemoflow
-from nemoflow.config import Config, Partial, Script
+from nemoflow.configs.core import Config, Partial, Script
+from nemoflow.configs.refs import StepOutput, StepResult
+from nemoflow.configs.serialize import canonical_json, dumps, from_data, load, loads, python_source, save, to_data
 from nemoflow.errors import ConfigError, UserError
-from nemoflow.refs import StepOutput, StepResult
-from nemoflow.serialize import canonical_json, dumps, from_data, load, loads, python_source, save, to_data
 
 from targets_for_tests import (
     Color,

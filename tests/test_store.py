@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nemoflow.store import MANIFEST, Store
+from nemoflow.store.targets import MANIFEST, Store
 
 KEY = "a" * 64
 

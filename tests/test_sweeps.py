@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import nemoflow
+from nemoflow.configs.sweeps import loguniform, randint, uniform
 from nemoflow.errors import ConfigError, UserError
-from nemoflow.plan import make_plan
-from nemoflow.store import Store
-from nemoflow.sweeps import loguniform, randint, uniform
+from nemoflow.pipeline.plan import make_plan
+from nemoflow.store.targets import Store
 
 from targets_for_tests import Model, Trainer, read_inputs, train
 

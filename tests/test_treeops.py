@@ -1,4 +1,4 @@
-"""Tests for nemoflow.treeops: walk, broadcast, diff."""
+"""Tests for nemoflow.configs.treeops: walk, broadcast, diff."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import copy
 import pytest
 
 import nemoflow
-from nemoflow.config import Config, Partial, Script
+from nemoflow.configs.core import Config, Partial, Script
+from nemoflow.configs.treeops import Change, children, walk
 from nemoflow.errors import ConfigError
-from nemoflow.treeops import Change, children, walk
 
 from targets_for_tests import Model, Trainer, anything
 

@@ -1,4 +1,4 @@
-"""Tests for nemoflow.validation: signatures and value checks, placeholders included."""
+"""Tests for nemoflow.configs.validation: signatures and value checks, placeholders included."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from typing import Any, Protocol
 import pytest
 
 import nemoflow
-from nemoflow.config import Config, Partial
+from nemoflow.configs.core import Config, Partial
+from nemoflow.configs.refs import StepOutput, StepResult
+from nemoflow.configs.validation import check_value, signature_of
 from nemoflow.errors import ConfigError
-from nemoflow.refs import StepOutput, StepResult
-from nemoflow.validation import check_value, signature_of
 
 from targets_for_tests import (
     FakeStep,

@@ -14,15 +14,15 @@ from nemoflow.errors import UserError
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from nemoflow.scheduler import default_store
-    from nemoflow.store import Store
+    from nemoflow.engine.build import default_store
+    from nemoflow.store.targets import Store
 
     return Store(args.store) if args.store else default_store()
 
 
 def _ledger(store: Any) -> Any:
-    from nemoflow.ledger import Ledger
-    from nemoflow.scheduler import ledger_path
+    from nemoflow.engine.build import ledger_path
+    from nemoflow.record.ledger import Ledger
 
     path = ledger_path(store)
     return Ledger(path) if path.exists() else None
@@ -30,9 +30,9 @@ def _ledger(store: Any) -> Any:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
-    from nemoflow.pipeline_file import load_pipeline
-    from nemoflow.plan import make_plan
-    from nemoflow.scheduler import run_plan
+    from nemoflow.engine.build import run_plan
+    from nemoflow.pipeline.loading import load_pipeline
+    from nemoflow.pipeline.plan import make_plan
 
     started = time.perf_counter()
     exp = load_pipeline(args.pipeline)
@@ -58,7 +58,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UserError("--why goes with --dry-run", hint=f"nemoflow build {args.pipeline} --dry-run --why")
     central = {}
     if args.scheduler:
-        from nemoflow.central import check_reachable
+        from nemoflow.luigi.luigid import check_reachable
 
         check_reachable(args.scheduler)
         central = {"scheduler_url": args.scheduler, "register_only": args.no_run, "timeout": args.timeout}
@@ -91,14 +91,14 @@ def _preview_scripts(plan: Any) -> dict[str, str]:
     """The batch scripts of the steps that would run on a backend that makes one (Slurm); {} otherwise."""
     if not any(hasattr(s.executor, "preview") for s in plan.to_run()):
         return {}
-    from nemoflow.runner import BuildContext, preview_scripts
-    from nemoflow.scheduler import ledger_path
+    from nemoflow.engine.build import ledger_path
+    from nemoflow.engine.step import BuildContext, preview_scripts
 
     return preview_scripts(BuildContext(plan, plan.store, ledger_path(plan.store), "dry-run", "", time.time()))
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    from nemoflow.central import LuigidSettings, parse_resource, run_luigid
+    from nemoflow.luigi.luigid import LuigidSettings, parse_resource, run_luigid
 
     resources = dict(parse_resource(text) for text in args.resource)  # the last NAME=N of a name counts
     settings = LuigidSettings(
@@ -110,11 +110,11 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from nemoflow.central import check_reachable
     from nemoflow.cli import render
-    from nemoflow.pipeline_file import load_pipeline
-    from nemoflow.plan import make_plan
-    from nemoflow.scheduler import run_plan
+    from nemoflow.engine.build import run_plan
+    from nemoflow.luigi.luigid import check_reachable
+    from nemoflow.pipeline.loading import load_pipeline
+    from nemoflow.pipeline.plan import make_plan
 
     started = time.perf_counter()
     if args.jobs < 1:
@@ -136,10 +136,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
-    from nemoflow.pipeline_file import load_pipeline
-    from nemoflow.plan import make_plan
-    from nemoflow.scheduler import collect_detached
-    from nemoflow.status import plan_status
+    from nemoflow.engine.build import collect_detached
+    from nemoflow.pipeline.loading import load_pipeline
+    from nemoflow.pipeline.plan import make_plan
+    from nemoflow.record.status import plan_status
 
     exp = load_pipeline(args.pipeline)
     store = _store(args)
@@ -153,7 +153,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _run_of(args: argparse.Namespace) -> Any:
     """The experiment run named by ``args.experiment``: an id, or a name for its latest run."""
-    from nemoflow import catalog
+    from nemoflow.runs import catalog
 
     store = _store(args)
     known = {row["id"] for row in catalog.catalog(None, store)}
@@ -162,8 +162,8 @@ def _run_of(args: argparse.Namespace) -> Any:
 
 
 def cmd_experiments_list(args: argparse.Namespace) -> int:
-    from nemoflow import catalog
     from nemoflow.cli import render
+    from nemoflow.runs import catalog
 
     render.experiments(catalog.catalog(args.name, _store(args)), as_json=args.json)
     return 0
@@ -196,13 +196,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from nemoflow.audit import audit
     from nemoflow.cli import render
+    from nemoflow.record.audit import audit
 
     store = _store(args)
     ledger = _ledger(store)
     if ledger is not None:
-        from nemoflow.recovery import recover_interrupted_builds
+        from nemoflow.engine.recovery import recover_interrupted_builds
 
         recover_interrupted_builds(ledger, store)
     report = audit(args.subject, store=store, ledger=ledger)
@@ -212,8 +212,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
-    from nemoflow.serialize import load
-    from nemoflow.treeops import diff
+    from nemoflow.configs.serialize import load
+    from nemoflow.configs.treeops import diff
 
     changes = diff(load(args.old), load(args.new))
     render.diff(changes, as_json=args.json)
@@ -224,9 +224,9 @@ def cmd_dag(args: argparse.Namespace) -> int:
     import shutil
     import subprocess
 
-    from nemoflow.dag import render as render_dag
-    from nemoflow.pipeline_file import load_pipeline
-    from nemoflow.plan import make_plan
+    from nemoflow.pipeline.dag import render as render_dag
+    from nemoflow.pipeline.loading import load_pipeline
+    from nemoflow.pipeline.plan import make_plan
 
     plan = make_plan(load_pipeline(args.pipeline), _store(args))
     if args.png:
@@ -242,9 +242,9 @@ def cmd_dag(args: argparse.Namespace) -> int:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
-    from nemoflow.gc import collect
-    from nemoflow.pipeline_file import load_pipeline
-    from nemoflow.plan import make_plan
+    from nemoflow.pipeline.loading import load_pipeline
+    from nemoflow.pipeline.plan import make_plan
+    from nemoflow.record.gc import collect
 
     store = _store(args)
     plans = [make_plan(load_pipeline(path), store) for path in args.pipelines]

@@ -11,7 +11,7 @@ _MARK = "# nemoflow shell completion"
 
 
 def _experiment(parsed_args: Any) -> Any:
-    from nemoflow.pipeline_file import load_pipeline
+    from nemoflow.pipeline.loading import load_pipeline
 
     return load_pipeline(parsed_args.pipeline)
 
@@ -26,8 +26,8 @@ def step_names(prefix: str, parsed_args: Any, **_: Any) -> list[str]:
 
 def config_keys(prefix: str, parsed_args: Any, **_: Any) -> list[str]:
     """``step.param=`` for every argument of every step's config (for build overrides)."""
-    from nemoflow.config import Buildable
-    from nemoflow.treeops import walk
+    from nemoflow.configs.core import Buildable
+    from nemoflow.configs.treeops import walk
 
     try:
         exp = _experiment(parsed_args)

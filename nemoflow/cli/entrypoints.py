@@ -85,7 +85,7 @@ def run_entrypoint(fn: Callable[..., Any], argv: Sequence[str] | None = None) ->
 def _run(fn: Callable[..., Any], argv: list[str]) -> int:
     from nemoflow.cli import render
     from nemoflow.cli.overrides import apply_overrides, split_reserved
-    from nemoflow.validation import signature_of
+    from nemoflow.configs.validation import signature_of
 
     opts = parse_argv(argv)
     fn, script = importable(fn, direct=opts.direct)
@@ -132,7 +132,7 @@ def importable(fn: Callable[..., Any], *, direct: bool = False) -> tuple[Callabl
             f"{fn.__name__} is defined in an interactive session: a step subprocess cannot import it",
             hint="define it in a file, or pass --direct",
         )
-    from nemoflow.pipeline_file import import_pipeline_module
+    from nemoflow.pipeline.loading import import_pipeline_module
 
     script = Path(file).absolute()
     target: Any = import_pipeline_module(script)
@@ -144,8 +144,8 @@ def importable(fn: Callable[..., Any], *, direct: bool = False) -> tuple[Callabl
 def root_config(fn: Callable[..., Any], factory_text: str | None = None) -> Any:
     """``Partial(fn)`` with a nested config for each dataclass-typed parameter, or ``--factory``'s product."""
     from nemoflow.cli.factories import default_config
-    from nemoflow.config import Partial
-    from nemoflow.validation import signature_of
+    from nemoflow.configs.core import Partial
+    from nemoflow.configs.validation import signature_of
 
     cfg = _from_factory(fn, factory_text) if factory_text else Partial(fn)
     for param in signature_of(fn).params.values():
@@ -160,7 +160,7 @@ def root_config(fn: Callable[..., Any], factory_text: str | None = None) -> Any:
 def _from_factory(fn: Callable[..., Any], text: str) -> Any:
     from nemoflow.cli import factories
     from nemoflow.cli.tokens import FactoryCall, parse_value
-    from nemoflow.config import Buildable, Config, Partial
+    from nemoflow.configs.core import Buildable, Config, Partial
 
     where = f"--factory {text}"
     value, _ = parse_value(text, token=text)
@@ -175,7 +175,7 @@ def _from_factory(fn: Callable[..., Any], text: str) -> Any:
 
 def _export(cfg: Any, fmt: str, path: str) -> None:
     from nemoflow.cli import render
-    from nemoflow.serialize import dumps
+    from nemoflow.configs.serialize import dumps
 
     try:
         Path(path).write_text(dumps(cfg, fmt))
@@ -186,7 +186,7 @@ def _export(cfg: Any, fmt: str, path: str) -> None:
 
 def one_step_experiment(fn: Callable[..., Any], cfg: Any, opts: Options, *, name: str, script: Path | None) -> Any:
     """The experiment that runs ``cfg`` as its one step, named ``name``."""
-    from nemoflow.experiment import Experiment
+    from nemoflow.pipeline.experiment import Experiment
 
     exp = Experiment(name, description=(fn.__doc__ or "").strip().split("\n")[0])
     exp.add(cfg, name=name, executor=_executor(opts), plugins=opts.plugins)
@@ -210,10 +210,10 @@ def _executor(opts: Options) -> Any:
 
 def _show_plan(exp: Any, cfg: Any, opts: Options) -> None:
     from nemoflow.cli import render
-    from nemoflow.plan import make_plan
-    from nemoflow.scheduler import default_store
-    from nemoflow.serialize import dumps
-    from nemoflow.store import Store
+    from nemoflow.configs.serialize import dumps
+    from nemoflow.engine.build import default_store
+    from nemoflow.pipeline.plan import make_plan
+    from nemoflow.store.targets import Store
 
     render.resolved_config(dumps(cfg, "yaml"), unset_defaults(cfg))
     render.plan(make_plan(exp, Store(opts.store) if opts.store else default_store()), as_json=False)
@@ -221,7 +221,7 @@ def _show_plan(exp: Any, cfg: Any, opts: Options) -> None:
 
 def _confirm(name: str, cfg: Any) -> bool:
     from nemoflow.cli import render
-    from nemoflow.serialize import dumps
+    from nemoflow.configs.serialize import dumps
 
     render.resolved_config(dumps(cfg, "yaml"), unset_defaults(cfg))
     question = f"Run {name} with this config? [y/N] "
@@ -237,8 +237,8 @@ def _confirm(name: str, cfg: Any) -> bool:
 
 def _build(exp: Any, opts: Options) -> int:
     from nemoflow.cli import render
-    from nemoflow.scheduler import build_experiment, default_store
-    from nemoflow.store import Store
+    from nemoflow.engine.build import build_experiment, default_store
+    from nemoflow.store.targets import Store
 
     started = time.perf_counter()
     store = Store(opts.store) if opts.store else default_store()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nemoflow.config import Buildable, Config
+from nemoflow.configs.core import Buildable, Config
 from nemoflow.errors import ConfigError, describe_value, did_you_mean
 
 
@@ -122,7 +122,7 @@ def resolve(name: str, annotation: Any, *, where: str) -> Any:
     if factory is not None:
         return factory.fn
     if "." in name:
-        from nemoflow.serialize import import_object
+        from nemoflow.configs.serialize import import_object
 
         try:
             return import_object(name)

@@ -126,7 +126,7 @@ def _set_run_option(opts: Options, option: str, value: Any, token: str) -> None:
 
 
 def _plugins(value: Any, token: str) -> list[Any]:
-    from nemoflow.serialize import import_object
+    from nemoflow.configs.serialize import import_object
 
     calls = [FactoryCall(v) if isinstance(v, str) else v for v in (value if isinstance(value, list) else [value])]
     plugins = []
@@ -143,8 +143,8 @@ def _plugins(value: Any, token: str) -> list[Any]:
 
 def parameter_rows(cfg: Any, prefix: str = "") -> list[tuple[str, str, str]]:
     """(dotted name, type, default or value) of every parameter of a config tree, nested ones under their parent."""
-    from nemoflow.config import Buildable
-    from nemoflow.validation import type_name
+    from nemoflow.configs.core import Buildable
+    from nemoflow.configs.validation import type_name
 
     rows = []
     for param in cfg.__signature__.params.values():
@@ -163,8 +163,8 @@ def parameter_rows(cfg: Any, prefix: str = "") -> list[tuple[str, str, str]]:
 
 def unset_defaults(cfg: Any) -> list[tuple[str, str]]:
     """(dotted name, default) of the parameters left at their defaults (the config shows only set ones)."""
-    from nemoflow.config import Buildable
-    from nemoflow.treeops import walk
+    from nemoflow.configs.core import Buildable
+    from nemoflow.configs.treeops import walk
 
     found = []
     for path, node in walk(cfg):

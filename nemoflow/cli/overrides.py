@@ -27,12 +27,12 @@ from nemoflow.cli.tokens import (
     parse_override,
     split_reserved,
 )
-from nemoflow.config import Buildable, Config, Partial, Script
+from nemoflow.configs.core import Buildable, Config, Partial, Script
+from nemoflow.configs.treeops import walk
 from nemoflow.errors import ConfigError, UserError, describe_value, did_you_mean
-from nemoflow.treeops import walk
 
 if TYPE_CHECKING:
-    from nemoflow.experiment import Experiment
+    from nemoflow.pipeline.experiment import Experiment
 
 __all__ = [
     "FactoryCall",
@@ -260,7 +260,7 @@ def _reach(node: Buildable[Any], path: tuple[str, ...]) -> Buildable[Any] | None
 
 def load_into(cfg: Buildable[Any], item: LoadFile) -> Buildable[Any]:
     """``@file``: a whole config of ``cfg``'s target replaces it; a plain mapping sets its values."""
-    from nemoflow.serialize import load
+    from nemoflow.configs.serialize import load
 
     loaded = load(item.path)
     if isinstance(loaded, Buildable):

@@ -15,14 +15,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from nemoflow.errors import BuildFailed, NemoflowError, UserError
-from nemoflow.why import part_label
+from nemoflow.pipeline.why import part_label
 
 if TYPE_CHECKING:
-    from nemoflow.audit import AuditReport
-    from nemoflow.plan import Plan
-    from nemoflow.progress import Progress
-    from nemoflow.results import BuildResult
-    from nemoflow.status import StepStatus
+    from nemoflow.engine.results import BuildResult
+    from nemoflow.pipeline.plan import Plan
+    from nemoflow.record.audit import AuditReport
+    from nemoflow.record.progress import Progress
+    from nemoflow.record.status import StepStatus
 
 _out = Console(highlight=False)
 _err = Console(stderr=True, highlight=False)

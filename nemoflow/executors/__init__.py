@@ -31,14 +31,14 @@ def make_executor(name: str, **fields: Any) -> Executor:
 
 def executor_to_data(executor: Executor) -> dict[str, Any]:
     """An executor as JSON data: its class by import path and the fields that differ from their defaults."""
-    from nemoflow.serialize import import_path
+    from nemoflow.configs.serialize import import_path
 
     return {"class": import_path(type(executor)), "fields": executor.model_dump(mode="json", exclude_defaults=True)}
 
 
 def executor_from_data(data: dict[str, Any]) -> Executor:
     """The executor :func:`executor_to_data` describes."""
-    from nemoflow.serialize import import_object
+    from nemoflow.configs.serialize import import_object
 
     return import_object(data["class"])(**data["fields"])
 

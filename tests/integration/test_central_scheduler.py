@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from nemoflow.central import LuigidSettings, luigid_command, luigid_env, write_config
+from nemoflow.luigi.luigid import LuigidSettings, luigid_command, luigid_env, write_config
 
 from helpers import last_json, names, nemoflow
 
@@ -424,7 +424,7 @@ def test_scheduler_options_are_checked(tmp_path: Path) -> None:
 def test_task_history_goes_to_sqlite_under_the_store_when_sqlalchemy_1_is_there(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nemoflow import central
+    from nemoflow.luigi import luigid as central
 
     assert central._history_supported("1.4.54") and not central._history_supported("2.1.9")
     monkeypatch.setattr(central, "history_available", lambda: True)
@@ -586,8 +586,8 @@ def test_an_executor_resource_on_luigid_caps_its_steps_across_workers(tmp_path: 
 
 
 def test_resources_are_checked_and_written_to_luigids_config(tmp_path: Path) -> None:
-    from nemoflow.central import parse_resource
     from nemoflow.errors import UserError
+    from nemoflow.luigi.luigid import parse_resource
 
     assert parse_resource("executor_local=2") == ("executor_local", 2)
     assert parse_resource(" nemoflow_steps = 0 ") == ("nemoflow_steps", 0)

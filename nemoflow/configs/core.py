@@ -1,0 +1,317 @@
+"""Typed configs: ``Config`` (build by calling), ``Partial`` (build to a partial) and ``Script``.
+
+A config keeps its target and arguments in dunder fields, so a target may have a parameter
+with any ordinary name; values are validated against the target's signature at construction
+and on every assignment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import copy
+import functools
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from nemoflow.configs.refs import File, StepOutput, StepResult
+from nemoflow.configs.validation import Deferred, check_value, signature_of, target_name
+from nemoflow.errors import ConfigError, describe_value
+
+T = TypeVar("T")
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("nemoflow_trusted_values", default=False)
+
+
+@contextlib.contextmanager
+def trusted_values() -> Iterator[None]:
+    """Skip value checks while rebuilding configs that were checked when they were written.
+
+    A step's subprocess uses it for the config its build already validated: it then needs
+    no pydantic at all, which keeps a step's start-up short.
+    """
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+class Buildable(Deferred, Generic[T]):
+    """A target (function or class) with some of its arguments set."""
+
+    def __init__(self, fn_or_cls: Callable[..., T], /, **kwargs: Any) -> None:
+        fn_or_cls = getattr(fn_or_cls, "__nemoflow_target__", fn_or_cls)  # a function bound to an executor
+        if isinstance(fn_or_cls, Buildable) or not callable(fn_or_cls):
+            raise ConfigError(f"a config target must be a function or class, got {describe_value(fn_or_cls)}")
+        signature = signature_of(fn_or_cls)
+        shadowing = signature.params.keys() & _own_names(type(self))  # build, and anything else a config has
+        if shadowing:
+            raise ConfigError(
+                f"{signature.target_name} has a parameter named {sorted(shadowing)[0]!r}, which is a config method",
+                hint="rename the parameter, or use nemoflow.build(cfg) and a plain function",
+            )
+        object.__setattr__(self, "__fn_or_cls__", fn_or_cls)
+        object.__setattr__(self, "__signature__", signature)
+        object.__setattr__(self, "__arguments__", {})
+        object.__setattr__(self, "__nf_path__", "")
+        for name, value in kwargs.items():
+            setattr(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        arguments = self.__arguments__
+        if name in arguments:
+            return arguments[name]
+        try:
+            param = self._param(name)
+        except ConfigError as exc:  # hasattr() and getattr(cfg, name, default) expect an AttributeError
+            raise AttributeError(str(exc)) from None
+        if param.required:
+            raise AttributeError(f"{_join(self.__nf_path__, name)} has not been set")
+        return param.default
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("__") and name.endswith("__"):
+            object.__setattr__(self, name, value)
+            return
+        param = self._param(name)
+        path = _join(self.__nf_path__ or self.__signature__.target_name, name)
+        if not _TRUSTED.get():
+            value = check_value(param.annotation, value, path=path)
+        _adopt(value, path)
+        self.__arguments__[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self.__arguments__[name]
+        except KeyError:
+            raise AttributeError(f"{_join(self.__nf_path__, name)} has not been set") from None
+
+    def _param(self, name: str) -> Any:
+        try:
+            return self.__signature__.param(name)
+        except ConfigError as exc:
+            raise exc.at(self.__nf_path__ or self.__signature__.target_name) from None
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(self.__signature__.params) | set(self.__arguments__))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and other.__fn_or_cls__ is self.__fn_or_cls__
+            and other.__arguments__ == self.__arguments__
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.__arguments__.items())
+        return f"{type(self).__name__}[{target_name(self.__fn_or_cls__)}]({args})"
+
+    def __copy__(self) -> Buildable[T]:
+        clone = object.__new__(type(self))
+        object.__setattr__(clone, "__fn_or_cls__", self.__fn_or_cls__)
+        object.__setattr__(clone, "__signature__", self.__signature__)
+        object.__setattr__(clone, "__arguments__", dict(self.__arguments__))
+        object.__setattr__(clone, "__nf_path__", self.__nf_path__)
+        return clone
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Buildable[T]:
+        clone = self.__copy__()
+        object.__setattr__(clone, "__arguments__", copy.deepcopy(self.__arguments__, memo))
+        return clone
+
+    def build(self) -> T:
+        """Build this config (NeMo Run parity); same as ``nemoflow.build(cfg)``."""
+        return build(self)
+
+
+class Config(Buildable[T]):
+    """Builds to ``target(**arguments)``."""
+
+
+class Partial(Buildable[T]):
+    """Builds to ``functools.partial(target, **arguments)``."""
+
+    builds_instance = False
+
+
+@functools.cache
+def _own_names(cls: type) -> frozenset[str]:
+    return frozenset(dir(cls))
+
+
+def place(cfg: Any, path: str) -> None:
+    """Name a config tree's place (a step name, say), so its errors read ``step.model.size``."""
+    _adopt(cfg, path)
+
+
+def _adopt(value: Any, path: str, old: str | None = None) -> None:
+    """Give nested configs their place in the tree, for error messages.
+
+    A config placed under a parent that had no place yet (at ``old``) moves with that parent,
+    so ``outer.trainer.model`` reads that way however the tree was put together.
+    """
+    if isinstance(value, Buildable):
+        current = value.__nf_path__
+        if current and current != old:
+            return  # already placed elsewhere: a shared config keeps its first place
+        object.__setattr__(value, "__nf_path__", path)
+        root = current or value.__signature__.target_name
+        for name, item in value.__arguments__.items():
+            _adopt(item, _join(path, name), _join(root, name))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _adopt(item, f"{path}[{i}]", None if old is None else f"{old}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _adopt(item, f"{path}.{key}", None if old is None else f"{old}.{key}")
+
+
+class Script:
+    """A shell or Python script run as a step, from a file (``path``) or ``inline`` text.
+
+    ``args`` may hold step outputs and Files (they become paths); ``env`` is added to the
+    environment. The script finds its output folder in ``$NEMOFLOW_OUTPUT_DIR``.
+    """
+
+    _FIELDS = ("path", "inline", "args", "env", "entrypoint")
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        inline: str | None = None,
+        args: Sequence[Any] = (),
+        env: Mapping[str, str] | None = None,
+        entrypoint: str = "bash",
+    ) -> None:
+        if (path is None) == (inline is None):
+            raise ConfigError("a Script needs exactly one of path=... or inline=...")
+        self.path = os.fspath(path) if path is not None else None
+        self.inline = inline
+        self.args = list(args)
+        self.env = dict(env or {})
+        self.entrypoint = entrypoint
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self._FIELDS:
+            from nemoflow.errors import did_you_mean
+
+            raise ConfigError(f"Script has no field {name!r}", path=name, hint=did_you_mean(name, self._FIELDS))
+        if name == "args":
+            for i, arg in enumerate(value):
+                if not isinstance(arg, (str, int, float, File, StepOutput)):
+                    raise ConfigError(
+                        f"expected str, number, File or step output, got {describe_value(arg)}", path=f"args[{i}]"
+                    )
+        elif name == "env":
+            for key, val in value.items():
+                if not isinstance(val, str):
+                    raise ConfigError(f"expected str, got {describe_value(val)}", path=f"env.{key}")
+        object.__setattr__(self, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Script) and all(getattr(self, f) == getattr(other, f) for f in self._FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        what = f"path={self.path!r}" if self.path is not None else f"inline={self.inline!r}"
+        return f"Script({what}, args={self.args!r}, env={self.env!r}, entrypoint={self.entrypoint!r})"
+
+    def command(self) -> list[str]:
+        """The command line that runs this script (args not yet resolved)."""
+        if self.inline is not None:
+            if self.entrypoint == "python":
+                return ["python", "-c", self.inline, *self.args]
+            return [self.entrypoint, "-c", self.inline, "nemoflow-script", *self.args]
+        return [self.entrypoint, self.path, *self.args]  # type: ignore[list-item]
+
+
+Resolver = Callable[[Any], Any]
+
+
+def build(buildable: Any, *, resolve: Resolver | None = None) -> Any:
+    """Build a config tree: nested Configs are called, Partials become partials.
+
+    Args:
+        resolve: turns step references and Files into their run-time values (the
+            step runtime passes one; without it a File is its path as written).
+
+    Raises:
+        ConfigError: a required argument is missing, or the target's own checks
+            (such as a dataclass ``__post_init__``) refuse the values.
+    """
+    return _build(buildable, "", resolve)
+
+
+def _build(value: Any, path: str, resolve: Resolver | None) -> Any:
+    if isinstance(value, Buildable):
+        return _build_one(value, path or value.__nf_path__, resolve)
+    if isinstance(value, list):
+        return [_build(v, f"{path}[{i}]", resolve) for i, v in enumerate(value)]
+    if isinstance(value, tuple):
+        return tuple(_build(v, f"{path}[{i}]", resolve) for i, v in enumerate(value))
+    if isinstance(value, dict):
+        return {k: _build(v, _join(path, str(k)), resolve) for k, v in value.items()}
+    if resolve is not None and isinstance(value, (StepOutput, StepResult, File)):
+        return resolve(value)
+    if isinstance(value, (StepOutput, StepResult)):
+        raise ConfigError(f"{value!r} only has a value inside a running step", path=path)
+    if isinstance(value, File):
+        return value.path
+    return value
+
+
+def _build_one(cfg: Buildable[Any], path: str, resolve: Resolver | None) -> Any:
+    arguments = {k: _build(v, _join(path, k), resolve) for k, v in cfg.__arguments__.items()}
+    target = cfg.__fn_or_cls__
+    if isinstance(cfg, Partial):
+        return functools.partial(target, **arguments)
+    missing = [p.name for p in cfg.__signature__.params.values() if p.required and p.name not in arguments]
+    if missing:
+        raise ConfigError(f"{target_name(target)} is missing required argument(s): {', '.join(missing)}", path=path)
+    try:
+        return target(**arguments)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise ConfigError(f"building {target_name(target)} failed: {exc}", path=path) from exc
+
+
+def missing_arguments(cfg: Buildable[Any]) -> list[str]:
+    """Required arguments of ``cfg``'s target that are not set."""
+    return [p.name for p in cfg.__signature__.params.values() if p.required and p.name not in cfg.__arguments__]
+
+
+def partial(fn: Callable[..., T] | None = None, /, *, executor: Any = None) -> Any:
+    """Decorate a step function: ``fn.partial(**kw)`` and ``fn.config(**kw)`` make its configs, and
+    ``fn.with_executor(executor)`` is the function run through the engine on that executor.
+
+    Bare (``@nemoflow.partial``), the function itself is returned (still callable and importable
+    by name). With an executor (``@nemoflow.partial(executor=ex)``), calling the decorated name
+    runs the function as a one-step experiment (keyed, cached, ledgered) and returns its value.
+    """
+
+    def decorate(fn: Callable[..., T]) -> Any:
+        fn.partial = lambda **kwargs: Partial(fn, **kwargs)  # type: ignore[attr-defined]
+        fn.config = lambda **kwargs: Config(fn, **kwargs)  # type: ignore[attr-defined]
+        fn.with_executor = lambda executor: _engine_function(fn, executor)  # type: ignore[attr-defined]
+        return fn if executor is None else _engine_function(fn, executor)
+
+    return decorate if fn is None else decorate(fn)
+
+
+def _engine_function(fn: Callable[..., Any], executor: Any) -> Any:
+    from nemoflow.runs.launch import EngineFunction  # the engine sits far below configs: imported when asked for
+
+    return EngineFunction(fn, executor)
+
+
+config = partial

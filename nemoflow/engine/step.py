@@ -1,0 +1,354 @@
+"""Run one planned step: workspace, executor, publish or keep the failure, ledger rows."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from nemoflow.configs.core import Script
+from nemoflow.configs.serialize import to_data
+from nemoflow.engine.step_runtime import OUTPUT_DIR_ENV, PARENT_PID_ENV, execute_task, make_resolver, script_command
+from nemoflow.errors import ExecutorError, StepFailed, UserError
+from nemoflow.executors import Executor, Job, JobResult, JobState, executor_to_data
+from nemoflow.executors.local import LocalExecutor
+from nemoflow.pipeline.keys import KEY_VERSION
+from nemoflow.pipeline.plan import Plan, PlannedStep, executor_name
+from nemoflow.record.ledger import Ledger
+from nemoflow.store.targets import JOB, LOG, Store
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+@dataclass
+class BuildContext:
+    """Everything a worker needs to run steps of one build (it crosses forks: no connections)."""
+
+    plan: Plan
+    store: Store
+    ledger_path: Path
+    experiment_id: str
+    environment_id: str
+    started: float
+    direct: bool = False
+    tail_logs: bool = False
+    max_concurrent: int | None = None  # at most this many steps run at once (a luigi resource)
+    central: bool = False  # luigid hands out the steps: other processes build the same plan
+    executor_filter: str | None = None  # run only steps of this executor (``nemoflow worker``)
+    register_only: bool = False  # run nothing here: register the steps and wait (``--no-run``)
+    scheduler_resources: frozenset[str] = frozenset()  # (central) the luigi resources luigid lists
+    detached: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> a live run a detached build submitted
+    wait_detached: Callable[[BuildContext, PlannedStep, dict[str, Any]], None] | None = field(default=None, repr=False)
+    _ledger: Ledger | None = field(default=None, repr=False)
+    _ledger_pid: int = field(default=0, repr=False)
+    _built: set[str] = field(default_factory=set, repr=False)  # keys this process published in this build
+
+    def build_step(self, step: PlannedStep) -> None:
+        """Run ``step`` here, or wait for the job a detached build submitted for it (how the luigi adapter builds one).
+
+        Raises:
+            StepFailed: the step did not succeed.
+        """
+        live = self.detached.get(step.key)
+        if live is not None and self.wait_detached is not None:
+            self.wait_detached(self, step, live)
+        else:
+            run_planned_step(self, step)
+
+    def ledger(self) -> Ledger:
+        """This process's ledger connection (a forked worker opens its own)."""
+        if self._ledger is None or self._ledger_pid != os.getpid():
+            self._ledger = Ledger(self.ledger_path)
+            self._ledger_pid = os.getpid()
+        return self._ledger
+
+    def runs_here(self, step: PlannedStep) -> bool:
+        """Whether this process may run ``step`` (else it registers it as not runnable by it)."""
+        if self.register_only:
+            return False
+        return self.executor_filter is None or executor_name(step) == self.executor_filter
+
+    def upstream_dirs(self, step: PlannedStep) -> dict[str, str]:
+        root = str(self.store.root)  # os.path, not pathlib: this runs for every step
+        return {name: os.path.join(root, name, key) for name, key in step.upstream.items()}
+
+    def mark_built(self, step: PlannedStep) -> None:
+        """Note that this process published ``step`` in this build (``is_done`` then needs no stat)."""
+        self._built.add(step.key)
+
+    def is_done(self, step: PlannedStep) -> bool:
+        """Complete for this build: published, and after the build began when it was forced."""
+        if step.key in self._built:
+            return True
+        if step.reason.value != "forced":
+            return self.store.is_complete(step.name, step.key)
+        manifest = self.store.read_manifest(step.name, step.key)
+        return manifest is not None and manifest.get("published", 0) >= self.started
+
+
+def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
+    """Build ``step`` and publish its target; record the run in the ledger.
+
+    Raises:
+        StepFailed: the step did not succeed (nothing is published).
+    """
+    in_process = ctx.direct and not isinstance(step.task, Script)
+    executor = None if in_process else (step.executor or LocalExecutor())
+    run_id, workspace = start_run(ctx, step, "direct" if executor is None else executor.name)
+    if executor is not None:
+        ctx.ledger().flush()  # a job outside this process: its run is on record before it exists
+    started = time.time()
+    try:
+        if ctx.store.cancel_requested(ctx.experiment_id, step.name):
+            result = JobResult(JobState.CANCELLED, None, "cancelled")
+        elif in_process:
+            result = _run_in_process(ctx, step, workspace)
+        else:
+            assert executor is not None
+            result = _run_with_executor(ctx, step, workspace, executor, run_id)
+    except KeyboardInterrupt:
+        interrupted = JobResult(JobState.CANCELLED, None, "interrupted")
+        fail_run(ctx.store, ctx.ledger(), step.name, step.key, workspace, run_id, interrupted)
+        raise
+    except Exception as exc:  # a backend's unexpected error: the run ends failed, never stays "running"
+        result = JobResult(JobState.FAILED, None, f"{type(exc).__name__}: {exc}")
+    finish_run(ctx.store, ctx.ledger(), workspace, run_id, step_record(ctx, step, run_id, started), result)
+    ctx.mark_built(step)
+
+
+def start_run(ctx: BuildContext, step: PlannedStep, executor: str, *, detached: bool = False) -> tuple[str, Path]:
+    """A new run of ``step`` in the ledger, and its private workspace."""
+    run_id = new_run_id()
+    workspace = ctx.store.new_workspace(step.name, step.key, detached=detached)
+    host, pid = socket.gethostname(), os.getpid()
+    ctx.ledger().start_run(
+        {
+            "id": run_id,
+            "experiment_id": ctx.experiment_id,
+            "key": step.key,
+            "step": step.name,
+            "reason": step.reason.value,
+            "executor": executor,
+            "host": host,
+            "worker": f"{host}:{pid}",
+            "pid": pid,
+            "environment_id": ctx.environment_id,
+            "log_path": os.path.join(workspace, LOG),
+        }
+    )
+    return run_id, workspace
+
+
+def step_record(ctx: BuildContext, step: PlannedStep, run_id: str, started: float) -> dict[str, Any]:
+    """What the manifest of ``step``'s target records (besides its files)."""
+    return {
+        "step": step.name,
+        "key": step.key,
+        "replace": step.reason.value == "forced",
+        "kind": step.kind,
+        "config": step.config,
+        "code": step.code,
+        "code_parts": step.code_parts,
+        "key_version": KEY_VERSION,
+        "salt": ctx.plan.salt,
+        "upstream": step.upstream,
+        "inputs": step.files,
+        "run_id": run_id,
+        "experiment_id": ctx.experiment_id,
+        "started": started,
+    }
+
+
+def finish_run(
+    store: Store, ledger: Ledger, workspace: Path, run_id: str, record: dict[str, Any], result: JobResult
+) -> None:
+    """Publish the workspace of a succeeded run, or keep it as failed; close the run in the ledger.
+
+    Raises:
+        StepFailed: the run did not succeed.
+    """
+    name, key = record["step"], record["key"]
+    if not result.succeeded:
+        fail_run(store, ledger, name, key, workspace, run_id, result)
+        raise StepFailed(name, result.error or result.state.value, exit_code=result.exit_code)
+    fields = {k: v for k, v in record.items() if k not in ("step", "key", "replace", "started")}
+    fields["seconds"] = round(time.time() - record["started"], 3)
+    manifest = store.publish(workspace, step=name, key=key, replace=record["replace"], record=fields)
+    ledger.finish_run(
+        run_id,
+        status="succeeded",
+        exit_code=0,
+        log_path=os.path.join(store.root, name, key, LOG),
+        key=key,
+        artifacts=manifest["files"],
+        backend_state=result.backend_state,
+    )
+
+
+def fail_run(
+    store: Store, ledger: Ledger, name: str, key: str, workspace: Path, run_id: str, result: JobResult
+) -> None:
+    """Keep a failed run's workspace under ``.failed`` and close the run in the ledger."""
+    kept = store.keep_failed(workspace, step=name, key=key, run_id=run_id)
+    ledger.finish_run(
+        run_id,
+        status=result.state.value,
+        exit_code=result.exit_code,
+        error=result.error,
+        log_path=str(kept / LOG),
+        backend_state=result.backend_state,
+    )
+
+
+def job_spec(ctx: BuildContext, step: PlannedStep, workspace: Path) -> dict[str, Any]:
+    """The JSON a subprocess (``python -m nemoflow.run_step``) needs to run a Python step."""
+    exp = ctx.plan.experiment
+    pipeline = {"file": str(exp.pipeline_file), "module": exp.module_name} if exp.pipeline_file else None
+    sys_path = [str(exp.pipeline_file.parent)] if exp.pipeline_file else []
+    return {
+        "step": step.name,
+        "key": step.key,
+        "output_dir": str(workspace),
+        "workdir": str(ctx.plan.workdir),
+        "pipeline": pipeline,
+        "sys_path": sys_path + [p for p in sys.path if p and os.path.isdir(p)],
+        "task": to_data(step.task),
+        "upstream_dirs": ctx.upstream_dirs(step),
+    }
+
+
+def preview_scripts(ctx: BuildContext) -> dict[str, str]:
+    """The script each step to run would be submitted with, for executors that make one (``--dry-run``).
+
+    Nothing is written and no backend is contacted.
+    """
+    scripts = {}
+    for step in ctx.plan.to_run():
+        preview = getattr(step.executor, "preview", None)
+        if preview is not None:
+            target = ctx.store.target_dir(step.name, step.key)
+            scripts[step.name] = preview(make_job(ctx, step, target, "", write=False))
+    return scripts
+
+
+def make_job(ctx: BuildContext, step: PlannedStep, workspace: Path, run_id: str, *, write: bool = True) -> Job:
+    """The job an executor runs for ``step``: its command here, and the run_step spec for other backends."""
+    spec = job_spec(ctx, step, workspace)
+    if isinstance(step.task, Script):
+        command, env = _script_command(ctx, step)
+    else:
+        if write:
+            (workspace / JOB).write_text(json.dumps(spec, indent=1))
+        command = [sys.executable, "-m", "nemoflow.run_step", str(workspace / JOB)]
+        env = {PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}  # the log streams as it is written
+    return Job(
+        step.name,
+        step.key,
+        command,
+        workspace,
+        workspace / LOG,
+        str(ctx.plan.workdir),
+        env={**env, OUTPUT_DIR_ENV: str(workspace)},
+        tail_logs=ctx.tail_logs,
+        follows_parent=PARENT_PID_ENV in env,
+        spec=spec,
+        run_id=run_id,
+        experiment_id=ctx.experiment_id,
+        stage_dir=ctx.store.root / ".stage",
+    )
+
+
+def _run_with_executor(
+    ctx: BuildContext, step: PlannedStep, workspace: Path, executor: Executor, run_id: str
+) -> JobResult:
+    job = make_job(ctx, step, workspace, run_id)
+    try:
+        handle = executor.submit(job)
+    except (OSError, ValueError, UserError, ExecutorError) as exc:
+        return JobResult(JobState.FAILED, None, str(exc))
+    details = {**handle.details, "executor": executor_to_data(executor)} if handle.details else None
+    ctx.ledger().set_job_id(run_id, handle.job_id, details)  # from now on `cancel` can find the job
+    if ctx.store.cancel_requested(ctx.experiment_id, step.name):  # asked while the job was starting
+        executor.cancel(handle)
+    try:
+        result = executor.wait(handle)
+    except ExecutorError as exc:
+        result = JobResult(JobState.FAILED, None, str(exc))
+    return explain(ctx, step, job, result)
+
+
+def explain(ctx: BuildContext, step: PlannedStep, job: Job, result: JobResult) -> JobResult:
+    """A failed result with the reason a user looks for: cancelled by request, or the log's last line."""
+    if not result.succeeded and ctx.store.cancel_requested(ctx.experiment_id, step.name):
+        result = dataclasses.replace(result, state=JobState.CANCELLED, error="cancelled")
+    if not result.succeeded:
+        last = _last_line(job.log_path)
+        if last:
+            result = dataclasses.replace(result, error=f"{result.error}: {last}")
+    return result
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()[-20:] if line.strip()]
+    except FileNotFoundError:
+        return ""
+    return lines[-1].removeprefix("nemoflow: ") if lines else ""
+
+
+def _script_command(ctx: BuildContext, step: PlannedStep) -> tuple[list[str], dict[str, str]]:
+    script = step.task
+    assert isinstance(script, Script)
+    resolve = make_resolver(ctx.upstream_dirs(step), str(ctx.plan.workdir))
+    return script_command(script, resolve, str(ctx.plan.workdir)), dict(script.env)
+
+
+def _run_in_process(ctx: BuildContext, step: PlannedStep, workspace: Path) -> JobResult:
+    buffer = io.StringIO()  # the log file is written only when the step printed something
+    out: IO[str] = _Tee(buffer, sys.stdout, f"[{step.name}] ") if ctx.tail_logs else buffer
+    result = JobResult(JobState.SUCCEEDED, 0)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            execute_task(
+                step.task, output=workspace, upstream_dirs=ctx.upstream_dirs(step), workdir=str(ctx.plan.workdir)
+            )
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
+            if not (isinstance(exc, SystemExit) and code == 0):
+                traceback.print_exc()
+                result = JobResult(JobState.FAILED, code, f"{type(exc).__name__}: {exc}")
+    if buffer.tell():
+        (workspace / LOG).write_text(buffer.getvalue())
+    return result
+
+
+class _Tee:
+    """Writes to the log, and to the terminal with a step prefix."""
+
+    def __init__(self, log: IO[str], terminal: IO[str], prefix: str) -> None:
+        self.log, self.terminal, self.prefix = log, terminal, prefix
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        if text.strip():
+            self.terminal.write("".join(self.prefix + line for line in text.splitlines(keepends=True)))
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.terminal.flush()
