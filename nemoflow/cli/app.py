@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# argcomplete is imported only when the shell asks for completions.
 import argparse
 import gc
 import os

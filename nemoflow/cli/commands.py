@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# Each command imports the engine it needs inside its function: `nemoflow --help`, completion and a no-op
+# build never load luigi, sqlite-utils or the executors they do not use.
 import argparse
 import contextlib
 import gc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# Imports inside functions: completion runs on every <TAB> and must load only what the answer needs.
 import os
 from pathlib import Path
 from typing import Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# render (and with it rich) is imported only when there is an error to show.
 import sys
 from collections.abc import Callable
 

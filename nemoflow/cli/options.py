@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# Imports inside functions keep the script CLI's parsing free of pydantic until a value is converted.
 import dataclasses
 from collections.abc import Sequence
 from typing import Any

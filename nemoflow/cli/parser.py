@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# Imports inside functions: building the parser must not load the engine (`nemoflow --help` stays fast).
 import argparse
 from typing import Any
 

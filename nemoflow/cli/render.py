@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# rich's progress bar is imported only when a live bar is drawn.
 import contextlib
 import datetime
 import json

@@ -7,6 +7,7 @@ imported and must be a class or function (an ``Enum`` class for ``_enum_``), and
 
 from __future__ import annotations
 
+# dill is imported only for a trusted pickled value.
 import base64
 import dataclasses
 import enum

@@ -8,6 +8,7 @@ The data form names targets by import path (``module:qualname``), Hydra style::
 
 from __future__ import annotations
 
+# dill, yaml, tomli-w and tomllib are imported only when that format is written or read.
 import base64
 import enum
 import json

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nemoflow.configs.core import Buildable, Script
+from nemoflow.configs.serialize import to_data
 from nemoflow.errors import ConfigError
 
 
@@ -103,7 +104,6 @@ class Change:
 
 def diff(a: Any, b: Any) -> list[Change]:
     """The differences between two configs, as data (render with ``nemoflow diff`` or str)."""
-    from nemoflow.configs.serialize import to_data
 
     changes: list[Change] = []
     _diff(to_data(a), to_data(b), "", changes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# pydantic is imported only when a value has to be checked (`import nemoflow` stays light).
 import builtins
 import collections.abc
 import contextlib

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# What only a build that runs something needs (ledger, provenance, recovery, detach, SSH sessions) is imported
+# inside functions: a no-op build stays keys and stats.
 import contextlib
 import hashlib
 import os

@@ -6,6 +6,8 @@ Inside a running step, :func:`output_dir` is the folder to write outputs into an
 
 from __future__ import annotations
 
+# Imports inside functions keep a step's start-up to what its job needs (no pipeline import, no dill,
+# no subprocess for Python steps).
 import contextvars
 import json
 import os

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# serialize (and with it pydantic) is imported only when an executor is written or read as data.
 import importlib
 from typing import Any
 

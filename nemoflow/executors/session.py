@@ -10,6 +10,7 @@ Exceptions come back as their own type and message; results (``CommandResult``, 
 
 from __future__ import annotations
 
+# The tunnels (fabric) and Slurm polling are imported only in the process that serves them.
 import contextlib
 import importlib
 import os

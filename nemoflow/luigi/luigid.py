@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+# Imports inside functions: only `nemoflow scheduler` needs them.
 import importlib.util
 import ipaddress
 import os

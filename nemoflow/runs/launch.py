@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# The local executor is imported only for a run that has no executor of its own.
 import functools
 import inspect
 import os

@@ -7,6 +7,7 @@ a manifest does not exist for nemoflow, so a killed build never leaves a target 
 
 from __future__ import annotations
 
+# dill is imported only to read back a pickled result.
 import hashlib
 import json
 import os

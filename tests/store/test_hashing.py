@@ -21,7 +21,7 @@ from nemoflow.store.hashing import FileHashCache, file_sha256
 
 from targets_for_tests import Model, Trainer
 
-TESTS = pathlib.Path(__file__).resolve().parent
+TESTS = pathlib.Path(__file__).resolve().parent.parent
 
 BASE: dict[str, Any] = {
     "name": "train",

@@ -30,7 +30,7 @@ from helpers import nemoflow as run_nemoflow
 from script_helpers import copy_script, run_script
 from targets_for_tests import Color, anything, apply
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent
 REFUSED = "a '_dill_' (pickled) value is refused in a config file"
 
 

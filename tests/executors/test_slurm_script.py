@@ -13,7 +13,7 @@ from nemoflow.executors.slurm_poll import parse_report, parse_state, query_comma
 from nemoflow.executors.slurm_script import render_script
 from nemoflow.executors.tunnels import SSHTunnel
 
-GOLDEN = Path(__file__).parent / "golden" / "sbatch_torchrun.sh"
+GOLDEN = Path(__file__).parent.parent / "golden" / "sbatch_torchrun.sh"
 
 
 def representative() -> SlurmExecutor:

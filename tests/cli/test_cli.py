@@ -180,7 +180,7 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 def test_diff_of_two_config_files(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("_target_: targets_for_tests:Model\nhidden_size: 8\n")
     (tmp_path / "b.json").write_text('{"_target_": "targets_for_tests:Model", "hidden_size": 16, "dropout": 0.5}')
-    env = {"PYTHONPATH": str(Path(__file__).parent)}
+    env = {"PYTHONPATH": str(Path(__file__).parent.parent)}
     changes = last_json(nemoflow("diff", "a.yaml", "b.json", "--json", cwd=tmp_path, env=env, check=True).stdout)
     assert {(c["path"], c["kind"]) for c in changes} == {("hidden_size", "changed"), ("dropout", "added")}
     table = nemoflow("diff", "a.yaml", "b.json", cwd=tmp_path, env=env, check=True).stdout
