@@ -11,9 +11,9 @@ import inspect
 import sys
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nemoflow.configs.refs import File, StepOutput, StepResult
 from nemoflow.errors import ConfigError, describe_value, did_you_mean
@@ -286,15 +286,26 @@ def _complete_models_in(annotation: Any, seen: set[int] | None = None) -> None:
         _complete_models_in(arg, seen)
 
 
+T = TypeVar("T")
+
+
+def _cached_when_hashable(fn: Callable[[Any], T]) -> Callable[[Any], T]:
+    """``functools.cache`` for a function of one annotation; an unhashable one (Annotated with a dict) is not cached."""
+    cached = functools.cache(fn)
+
+    @functools.wraps(fn)
+    def call(annotation: Any) -> T:
+        try:
+            hash(annotation)
+        except TypeError:
+            return fn(annotation)
+        return cached(annotation)
+
+    return call
+
+
+@_cached_when_hashable
 def _adapter(annotation: Any) -> Any:
-    try:
-        return _adapter_cached(annotation)
-    except TypeError:  # an unhashable annotation (Annotated with a dict, say)
-        return _adapter_cached.__wrapped__(annotation)
-
-
-@functools.cache
-def _adapter_cached(annotation: Any) -> Any:
     import pydantic
 
     _complete_models_in(annotation)  # models with forward references to names defined after them
@@ -425,16 +436,9 @@ def _check_placeholder(annotation: Any, value: Any, *, path: str) -> None:
             check_value(item, v, path=f"{path}.{k}")
 
 
+@_cached_when_hashable
 def _accepts_path(annotation: Any) -> bool:
     """Does ``annotation`` admit the path string a File or step output becomes at run time?"""
-    try:
-        return _accepts_path_cached(annotation)
-    except TypeError:  # an unhashable annotation (Annotated with a dict, say)
-        return _accepts_path_cached.__wrapped__(annotation)
-
-
-@functools.cache
-def _accepts_path_cached(annotation: Any) -> bool:
     try:
         check_value(annotation, "placeholder/path", path="")
     except ConfigError:
