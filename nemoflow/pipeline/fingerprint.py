@@ -582,6 +582,7 @@ class Fingerprinter:
             node.parts[part] = "object:" + type(value).__module__ + "." + type(value).__qualname__
         if not isinstance(value, type):
             node.next.append(type(value))  # a user class's instance: its class's code decides its behaviour
+        node.next.extend(_held_code(value))
         return node
 
     def _binding(self, owner: _Owner, name: str, seen: set[str]) -> tuple[_Owner | None, Unit | None]:
@@ -656,6 +657,26 @@ def _unwrap(obj: Any) -> Any:
         return inspect.unwrap(obj) if callable(obj) else obj
     except ValueError:  # a __wrapped__ cycle
         return obj
+
+
+def _held_code(value: Any, limit: int = 1000) -> list[Any]:
+    """Functions and classes kept in a container constant (a registry ``{"adam": make_adam}``): followed too."""
+    if isinstance(value, dict):
+        items: Iterable[Any] = [*value.keys(), *value.values()]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        return []
+    found = []
+    for i, item in enumerate(items):
+        if i >= limit:
+            break
+        target = _unwrap(item)
+        if isinstance(target, (types.FunctionType, type, functools.partial, types.MethodType, types.ModuleType)):
+            found.append(item)
+        elif isinstance(item, (dict, list, tuple, set, frozenset)):
+            found.extend(_held_code(item, limit // 10))
+    return found
 
 
 def _is_user_object(value: Any) -> bool:

@@ -271,3 +271,23 @@ def test_upgrading_a_package_is_a_change_that_why_names_unless_turned_off(tmp_pa
         assert plan["steps"][0]["reason"] == "package changed"
     else:
         assert plan["would_run"] == []
+
+
+def test_functions_kept_in_a_registry_constant_are_followed(load: Load) -> None:
+    main = """
+        def adam(lr):
+            return lr * 2
+
+        def sgd(lr):
+            return lr
+
+        OPTIMIZERS = {"adam": adam, "sgd": sgd}
+        OPTIMIZERS["sgd"] = sgd
+
+        def step(name, lr):
+            return OPTIMIZERS[name](lr)
+    """
+    found = parts(load(main).step)
+    assert {"code:main.py:adam", "code:main.py:sgd"} <= set(found)
+    edited = parts(load(main.replace("lr * 2", "lr * 3")).step)
+    assert edited["code:main.py:adam"] != found["code:main.py:adam"]
