@@ -175,10 +175,17 @@ class SlurmExecutor(Executor):
 
     def preview(self, job: Job) -> str:
         """The sbatch script ``job`` would be submitted with, made without touching the cluster (``--dry-run``)."""
-        paths, _ = self._paths(job, self.tunnel.job_dir, {}, upload=False)
-        return self._script(job, paths, ())
+        job_dir = self.tunnel.job_dir
+        if isinstance(self.tunnel, LocalTunnel):
+            job_dir = self.tunnel.expand_path(job_dir)  # this machine's home: no cluster to ask
+        elif job_dir == "~" or job_dir.startswith("~/"):
+            job_dir = "$HOME" + job_dir[1:]  # the cluster's home, expanded when the script runs
+        paths, _ = self._paths(job, job_dir, {}, upload=False)
+        return self._script(job, paths, (), preview=True)
 
-    def _script(self, job: Job, paths: RemotePaths, after: tuple[str, ...] | list[str]) -> str:
+    def _script(
+        self, job: Job, paths: RemotePaths, after: tuple[str, ...] | list[str], *, preview: bool = False
+    ) -> str:
         env = {k: v for k, v in {**job.env, **self.env_vars}.items() if k not in _NOT_FORWARDED}
         header = f"nemoflow step {job.step!r}, key {job.key}, run {job.run_id or '(dry run)'}"
         header += f"\nre-submit by hand with: sbatch {paths.root}/{SBATCH_FILE}"
@@ -192,13 +199,14 @@ class SlurmExecutor(Executor):
             env={**run_env(paths), **env},
             after=list(after),
             mounts=[f"{paths.root}:{paths.root}"] if self.container_image else [],
+            preview=preview,
         )
 
     def _paths(self, job: Job, job_dir: str, known: dict[str, str], *, upload: bool) -> tuple[RemotePaths, str | None]:
         """The job's folders on the cluster; with ``upload``, nemoflow's runtime and the code are put there."""
         root = posixpath.join(job_dir, job.experiment_id or "adhoc", job.name)
         shared = self._shared()
-        runtime_dir = posixpath.join(job_dir, ".nemoflow", "runtime-<digest>")
+        runtime_dir = posixpath.join(job_dir, ".nemoflow", "runtime-${NEMOFLOW_RUNTIME_DIGEST}")
         if upload:
             runtime = runtime_package(_stage(job))
             runtime_dir = posixpath.join(job_dir, ".nemoflow", f"runtime-{runtime.digest[:16]}")
@@ -210,7 +218,7 @@ class SlurmExecutor(Executor):
             remote.ensure_unpacked(self.tunnel, code, code_dir)
             mounts[str(code.local_root)] = code_dir
         elif self.packager is not None:
-            mounts[job.cwd] = posixpath.join(job_dir, ".nemoflow", "code-<digest>")
+            mounts[job.cwd] = posixpath.join(job_dir, ".nemoflow", "code-${NEMOFLOW_CODE_DIGEST}")
         elif not shared:
             mounts[job.cwd] = posixpath.join(root, "code")
             pipeline = (job.spec or {}).get("pipeline")

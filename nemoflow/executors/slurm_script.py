@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -70,18 +71,65 @@ def render_script(
     env: Mapping[str, str],
     after: Sequence[str] = (),
     mounts: Sequence[str] = (),
+    preview: bool = False,
 ) -> str:
-    """The whole sbatch script: directives, environment, working folder, and the srun line."""
+    """The whole sbatch script: directives, environment, working folder, and the srun line.
+
+    With ``preview`` (``--dry-run``: nothing is uploaded, the cluster is not asked) the values only
+    the submission knows are shell variables: ``$HOME`` for the cluster's home folder, and
+    ``${NEMOFLOW_RUNTIME_DIGEST}`` / ``${NEMOFLOW_CODE_DIGEST}`` for the uploaded packages' digests,
+    so the script stays valid shell; a comment says so.
+    """
     lines = ["#!/bin/bash", *(f"# {line}" for line in header.splitlines())]
     lines += sbatch_directives(executor, job_name=job_name, log_file=log_file, after=after)
     lines += ["", "set -eo pipefail"]
-    lines += [f"export {name}={_quote_env(value)}" for name, value in sorted(env.items())]
-    lines.append(f"cd {shlex.quote(workdir)}")
+    if preview:
+        lines += _placeholder_lines([workdir, *env.values(), *command, *mounts])
+    lines += [f"export {name}={_quote_env(value, preview)}" for name, value in sorted(env.items())]
+    lines.append(f"cd {_word(workdir, preview)}")
     if executor.launcher == "torchrun":
         lines += HEAD_NODE_LINES
     run = srun_command(executor, command, mounts=mounts)
-    lines.append(" ".join(_quote_arg(a) for a in run))
+    lines.append(" ".join(_quote_arg(a, preview) for a in run))
     return "\n".join(lines) + "\n"
+
+
+# What a dry run cannot know, written as shell variables (see render_script).
+_PLACEHOLDER = re.compile(r"\$HOME(?=/|$)|\$\{NEMOFLOW_[A-Z_]+\}")
+_DIGEST_PLACEHOLDERS = {
+    "NEMOFLOW_RUNTIME_DIGEST": "the digest of the nemoflow runtime package, known once it is uploaded",
+    "NEMOFLOW_CODE_DIGEST": "the digest of the code package, known once it is made",
+}
+
+
+def _placeholder_lines(values: Sequence[str]) -> list[str]:
+    """Comments (and a check that stops the script early) for the placeholders ``values`` use."""
+    used = {m.group() for value in values for m in _PLACEHOLDER.finditer(value)}
+    if not used:
+        return []
+    lines = ["# dry run: the submitted script has these filled in (#SBATCH lines do not expand variables)"]
+    if "$HOME" in used:
+        lines.append("#   $HOME: the home folder on the cluster (the job folder's ~)")
+    for name, meaning in _DIGEST_PLACEHOLDERS.items():
+        if "${" + name + "}" in used:
+            lines.append(f"#   ${{{name}}}: {meaning}")
+            lines.append(f': "${{{name}:?dry-run placeholder: set it to {meaning.split(",")[0]}}}"')
+    return lines
+
+
+def _word(text: str, preview: bool = False) -> str:
+    """One shell word for ``text``; in a preview, its placeholders (see render_script) stay expandable."""
+    if not preview:
+        return shlex.quote(text)
+    parts, start = [], 0
+    for match in _PLACEHOLDER.finditer(text):
+        if match.start() > start:
+            parts.append(shlex.quote(text[start : match.start()]))
+        parts.append(f'"{match.group()}"')
+        start = match.end()
+    if start < len(text) or not parts:
+        parts.append(shlex.quote(text[start:]))
+    return "".join(parts)
 
 
 def _directive(value: Any) -> str:
@@ -90,12 +138,14 @@ def _directive(value: Any) -> str:
     return f'"{text}"' if any(c.isspace() for c in text) else text
 
 
-def _quote_arg(arg: str) -> str:
+def _quote_arg(arg: str, preview: bool = False) -> str:
     """Quote for the shell, except the launcher's ``$VARIABLE`` references, which must expand."""
+    if preview and _PLACEHOLDER.search(arg):
+        return _word(arg, preview)
     if "$" in arg and not any(c in arg for c in " '\"\\;&|`"):
         return arg
     return shlex.quote(arg)
 
 
-def _quote_env(value: str) -> str:
-    return shlex.quote(value)
+def _quote_env(value: str, preview: bool = False) -> str:
+    return _word(value, preview)

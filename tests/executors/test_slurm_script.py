@@ -130,3 +130,55 @@ def test_executor_round_trips_through_its_data():
     ex = representative()
     again = executor_from_data(executor_to_data(ex))
     assert again == ex and isinstance(again.tunnel, SSHTunnel)
+
+
+PREVIEW_PIPELINE = """
+import nemoflow
+from nemoflow.executors.packagers import PatternPackager
+from nemoflow.executors.slurm import SlurmExecutor
+from nemoflow.executors.tunnels import SSHTunnel
+
+
+def make(n: int = 1) -> int:
+    return n
+
+
+def pipeline():
+    exp = nemoflow.Experiment("preview")
+    tunnel = SSHTunnel(host="login.cluster", user="alice", job_dir="~/jobs")
+    plain = SlurmExecutor(partition="debug", tunnel=tunnel)
+    packaged = SlurmExecutor(
+        partition="debug",
+        tunnel=tunnel,
+        packager=PatternPackager(include=["*.py"]),
+        container_image="nvcr.io/nvidia/pytorch:24.01-py3",
+    )
+    exp.add(nemoflow.Partial(make), name="plain", executor=plain)
+    exp.add(nemoflow.Partial(make, n=2), name="packaged", executor=packaged)
+    return exp
+"""
+
+
+def test_dry_run_scripts_are_valid_shell_with_their_placeholders_marked(tmp_path: Path):
+    """``build --dry-run`` prints what it would submit: ``~`` as "$HOME", unknown digests as variables."""
+    import subprocess
+
+    from helpers import last_json, nemoflow
+
+    (tmp_path / "p.py").write_text(PREVIEW_PIPELINE)
+    proc = nemoflow("build", "p.py", "--dry-run", "--json", cwd=tmp_path, check=True)
+    scripts = last_json(proc.stdout)["scripts"]
+    assert set(scripts) == {"plain", "packaged"}
+    for name, text in scripts.items():
+        path = tmp_path / f"{name}.sh"
+        path.write_text(text)
+        subprocess.run(["bash", "-n", str(path)], check=True)
+        assert "'~" not in text and "<digest>" not in text, text
+        assert 'cd "$HOME"/jobs/' in text
+        assert '"${NEMOFLOW_RUNTIME_DIGEST}"' in text
+        assert ': "${NEMOFLOW_RUNTIME_DIGEST:?' in text  # run as printed, it stops at once and says why
+    assert 'code-"${NEMOFLOW_CODE_DIGEST}"' in scripts["packaged"]
+    assert "NEMOFLOW_CODE_DIGEST" not in scripts["plain"]
+    # run as printed, the script stops at the first placeholder it cannot fill, naming it
+    run = subprocess.run(["bash", str(tmp_path / "plain.sh")], capture_output=True, text=True)
+    assert run.returncode != 0 and "NEMOFLOW_RUNTIME_DIGEST: dry-run placeholder" in run.stderr
