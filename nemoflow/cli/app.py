@@ -20,11 +20,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nemoflow.cli.completion import autocomplete
 
     autocomplete(parser)  # answers the shell and exits, when the shell is asking
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    _late_overrides(parser, args, extra)
     if args.debug:
         os.environ["NEMOFLOW_DEBUG"] = "1"
     handler: Callable[[argparse.Namespace], int] = args.handler
     return reporting_errors(lambda: handler(args), debug=args.debug, interrupted="nemoflow: interrupted")
+
+
+def _late_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """Give the words argparse left over to the command's OVERRIDE list (gc: its PIPELINE list).
+
+    argparse fills a ``nargs="*"`` positional from the words before the first option only, so in
+    ``build p.py --dry-run x.lr=1`` the override is left over; ``parse_intermixed_args`` would do it,
+    but refuses a parser with subcommands. Left-over options stay errors, as before.
+    """
+    field = next((f for f in ("overrides", "pipelines") if hasattr(args, f)), None)
+    unknown = [word for word in extra if field is None or word.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if field is not None:
+        getattr(args, field).extend(extra)
 
 
 def run() -> None:

@@ -30,18 +30,38 @@ def _ledger(store: Any) -> Any:
     return Ledger(path) if path.exists() else None
 
 
+def _experiment(path: str, overrides: list[str]) -> Any:
+    """The experiment of a pipeline file, with the command line's overrides applied (as ``build`` does)."""
+    from nemoflow.pipeline.loading import load_pipeline
+
+    exp = load_pipeline(path)
+    if overrides:
+        from nemoflow.cli.overrides import apply_to_experiment
+
+        apply_to_experiment(exp, overrides)
+    return exp
+
+
+def _pipelines(words: list[str]) -> list[tuple[str, list[str]]]:
+    """``gc``'s words: each pipeline file with the overrides that follow it (a word with ``=``, or ``@file``)."""
+    groups: list[tuple[str, list[str]]] = []
+    for word in words:
+        if "=" in word or word.startswith("@"):
+            if not groups:
+                raise UserError(f"override {word!r} comes before any pipeline file", hint="put it after its pipeline")
+            groups[-1][1].append(word)
+        else:
+            groups.append((word, []))
+    return groups
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
     from nemoflow.engine.build import run_plan
-    from nemoflow.pipeline.loading import load_pipeline
     from nemoflow.pipeline.plan import make_plan
 
     started = time.perf_counter()
-    exp = load_pipeline(args.pipeline)
-    if args.overrides:
-        from nemoflow.cli.overrides import apply_to_experiment
-
-        apply_to_experiment(exp, args.overrides)
+    exp = _experiment(args.pipeline, args.overrides)
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     if args.no_run and not args.scheduler:
@@ -115,14 +135,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
     from nemoflow.engine.build import run_plan
     from nemoflow.luigi.luigid import check_reachable
-    from nemoflow.pipeline.loading import load_pipeline
     from nemoflow.pipeline.plan import make_plan
 
     started = time.perf_counter()
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    exp = _experiment(args.pipeline, args.overrides)
     check_reachable(args.scheduler)
-    plan = make_plan(load_pipeline(args.pipeline), _store(args), salt=args.salt)
+    plan = make_plan(exp, _store(args), salt=args.salt)
     with render.progress_display(enabled=not args.json) as progress:
         result = run_plan(
             plan,
@@ -139,11 +159,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
     from nemoflow.engine.build import collect_detached
-    from nemoflow.pipeline.loading import load_pipeline
     from nemoflow.pipeline.plan import make_plan
     from nemoflow.record.status import plan_status
 
-    exp = load_pipeline(args.pipeline)
+    exp = _experiment(args.pipeline, args.overrides)
     store = _store(args)
     collect_detached(store)  # jobs a detached build left on their cluster: publish those that ended
     plan = make_plan(exp, store)
@@ -227,10 +246,9 @@ def cmd_dag(args: argparse.Namespace) -> int:
     import subprocess
 
     from nemoflow.pipeline.dag import render as render_dag
-    from nemoflow.pipeline.loading import load_pipeline
     from nemoflow.pipeline.plan import make_plan
 
-    plan = make_plan(load_pipeline(args.pipeline), _store(args))
+    plan = make_plan(_experiment(args.pipeline, args.overrides), _store(args))
     if args.png:
         dot = shutil.which("dot")
         if dot is None:
@@ -244,12 +262,11 @@ def cmd_dag(args: argparse.Namespace) -> int:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
-    from nemoflow.pipeline.loading import load_pipeline
     from nemoflow.pipeline.plan import make_plan
     from nemoflow.record.gc import collect
 
     store = _store(args)
-    plans = [make_plan(load_pipeline(path), store) for path in args.pipelines]
+    plans = [make_plan(_experiment(path, overrides), store) for path, overrides in _pipelines(args.pipelines)]
     render.collected(
         collect(store, plans, dry_run=args.dry_run, keep_failed=args.keep_failed),
         dry_run=args.dry_run,

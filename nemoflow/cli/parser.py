@@ -59,7 +59,7 @@ def _rich_formatter() -> type:
 
 
 def _add_build(sub: Any, formatter: type) -> None:
-    from nemoflow.cli.completion import config_keys, step_names
+    from nemoflow.cli.completion import step_names
 
     build = sub.add_parser(
         "build",
@@ -68,12 +68,7 @@ def _add_build(sub: Any, formatter: type) -> None:
         description="Build a pipeline file's experiment; steps whose target exists are skipped.",
     )
     build.add_argument("pipeline", help="pipeline file (defines an Experiment or pipeline())")
-    build.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="OVERRIDE",
-        help="change step configs before building: STEP.key=value, *.key=value (every step), +=, -=, *=, /=",
-    ).completer = config_keys
+    _overrides_argument(build, "before building")
     build.add_argument("-n", "--dry-run", action="store_true", help="show which steps would run, and why; run nothing")
     build.add_argument(
         "--why",
@@ -160,6 +155,7 @@ def _add_worker(sub: Any, formatter: type) -> None:
         "--executor (a step without one is local); exits when none of them is left pending.",
     )
     worker.add_argument("pipeline", help="pipeline file")
+    _overrides_argument(worker, "as the build did")
     worker.add_argument("--executor", required=True, metavar="NAME", help="run only steps of this executor")
     worker.add_argument("--scheduler", required=True, metavar="URL", help="the luigi central scheduler")
     worker.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run up to N steps at once")
@@ -185,6 +181,7 @@ def _add_status(sub: Any, formatter: type) -> None:
         "status", help="show each step's state, key, last run and output", formatter_class=formatter
     )
     status.add_argument("pipeline", help="pipeline file")
+    _overrides_argument(status, "as the build did")
     status.add_argument("--json", action="store_true", help="print the rows as JSON")
     status.add_argument(
         "--code", action="store_true", help="list the code units (functions, constants, packages) of each step's key"
@@ -262,6 +259,7 @@ def _add_diff(sub: Any, formatter: type) -> None:
 def _add_dag(sub: Any, formatter: type) -> None:
     dag = sub.add_parser("dag", help="the pipeline's DAG as text, Mermaid or Graphviz dot", formatter_class=formatter)
     dag.add_argument("pipeline", help="pipeline file")
+    _overrides_argument(dag, "first")
     dag.add_argument("--format", choices=("text", "mermaid", "dot"), default="text", help="output format")
     dag.add_argument("--png", metavar="FILE", default=None, help="render the DAG to a PNG (needs Graphviz's dot)")
     _store_option(dag)
@@ -276,7 +274,12 @@ def _add_gc(sub: Any, formatter: type) -> None:
         description="Remove every target of the store that none of the given pipelines names (at its current "
         "key), failed attempts' folders, and leftovers of killed builds. The ledger keeps the history.",
     )
-    gc.add_argument("pipelines", nargs="+", metavar="PIPELINE", help="pipeline files whose targets stay")
+    gc.add_argument(
+        "pipelines",
+        nargs="+",
+        metavar="PIPELINE",
+        help="pipeline files whose targets stay, each followed by the overrides it was built with (STEP.key=value)",
+    )
     gc.add_argument("-n", "--dry-run", action="store_true", help="list what would be removed; remove nothing")
     gc.add_argument("--keep-failed", action="store_true", help="keep failed attempts' folders (their logs)")
     gc.add_argument("--json", action="store_true", help="print what was removed as JSON")
@@ -297,6 +300,18 @@ def _add_completion(sub: Any, formatter: type) -> None:
     completion.add_argument("shell", nargs="?", choices=SHELLS, default=None, help="bash or zsh (default: $SHELL)")
     completion.add_argument("--install", action="store_true", help="add it to ~/.bashrc or ~/.zshrc")
     completion.set_defaults(handler=commands.cmd_completion)
+
+
+def _overrides_argument(parser: argparse.ArgumentParser, when: str) -> None:
+    """The OVERRIDE tokens of a command that plans a pipeline; they may also come after options (see app.main)."""
+    from nemoflow.cli.completion import config_keys
+
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="OVERRIDE",
+        help=f"change step configs {when}: STEP.key=value, *.key=value (every step), +=, -=, *=, /=",
+    ).completer = config_keys
 
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
