@@ -19,7 +19,14 @@ from typing import IO, Any
 
 from nemoflow.configs.core import Script
 from nemoflow.configs.serialize import to_data
-from nemoflow.engine.step_runtime import OUTPUT_DIR_ENV, PARENT_PID_ENV, execute_task, make_resolver, script_command
+from nemoflow.engine.step_runtime import (
+    OUTPUT_DIR_ENV,
+    PARENT_PID_ENV,
+    die_with_parent,
+    execute_task,
+    make_resolver,
+    script_command,
+)
 from nemoflow.errors import ExecutorError, StepFailed, UserError
 from nemoflow.executors import Executor, Job, JobResult, JobState, executor_to_data
 from nemoflow.executors.local import LocalExecutor
@@ -52,6 +59,8 @@ class BuildContext:
     scheduler_resources: frozenset[str] = frozenset()  # (central) the luigi resources luigid lists
     detached: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> a live run a detached build submitted
     wait_detached: Callable[[BuildContext, PlannedStep, dict[str, Any]], None] | None = field(default=None, repr=False)
+    build_pid: int = field(default_factory=os.getpid)  # the build's own process (luigi may fork workers)
+    _followed: int = field(default=0, repr=False)  # the forked worker that already follows the build
     _ledger: Ledger | None = field(default=None, repr=False)
     _ledger_pid: int = field(default=0, repr=False)
     _built: set[str] = field(default_factory=set, repr=False)  # keys this process published in this build
@@ -62,6 +71,9 @@ class BuildContext:
         Raises:
             StepFailed: the step did not succeed.
         """
+        if os.getpid() != self.build_pid and self._followed != os.getpid():  # a worker luigi forked
+            die_with_parent(self.build_pid)  # a killed build takes its workers (and so their steps) along
+            self._followed = os.getpid()
         live = self.detached.get(step.key)
         if live is not None and self.wait_detached is not None:
             self.wait_detached(self, step, live)

@@ -145,9 +145,12 @@ def execute_job(job: dict[str, Any]) -> Any:
 PARENT_PID_ENV = "NEMOFLOW_PARENT_PID"
 
 
-def _die_with_parent() -> None:
-    """A step outlives no build: if the build dies (even by SIGKILL), so does this process."""
-    parent = os.environ.get(PARENT_PID_ENV)
+def die_with_parent(parent: int | None) -> None:
+    """Outlive no build: when process ``parent`` dies (even by SIGKILL), this process gets SIGKILL too.
+
+    Used by a step's process (``parent`` from ``NEMOFLOW_PARENT_PID``) and by luigi's forked workers
+    (``parent``: the build's pid). Linux only; elsewhere it does nothing.
+    """
     if not parent or not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -158,7 +161,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     except OSError:
         return
-    if os.getppid() != int(parent):  # the build died before we asked to follow it
+    if os.getppid() != parent:  # the parent died before we asked to follow it
         os._exit(1)
 
 
@@ -167,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m nemoflow.run_step JOB.json", file=sys.stderr)
         return 2
-    _die_with_parent()
+    parent = os.environ.get(PARENT_PID_ENV)
+    die_with_parent(int(parent) if parent else None)
     job = json.loads(Path(args[0]).read_text())
     os.environ[OUTPUT_DIR_ENV] = job["output_dir"]
     try:

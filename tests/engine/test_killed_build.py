@@ -70,3 +70,47 @@ def _wait_gone(pid: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"step process {pid} outlived its killed build")
+
+
+PARALLEL = textwrap.dedent("""
+    import os, time
+    from pathlib import Path
+    import nemoflow
+
+    def slow(i: int, folder: str) -> int:
+        Path(folder, f"started-{i}").write_text(f"{os.getpid()} {os.getppid()}")
+        time.sleep(2.5)
+        (nemoflow.output_dir() / "out.txt").write_text(str(i))
+        return i
+
+    def pipeline():
+        exp = nemoflow.Experiment("parallel")
+        for i in range(4):
+            exp.add(nemoflow.Partial(slow, i=i, folder=FOLDER), name=f"s{i}")
+        return exp
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie waits for nobody: it is gone
+
+
+def test_kill_9_of_a_j4_build_leaves_no_worker_or_step_running_and_publishes_nothing_more(tmp_path: Path) -> None:
+    """luigi forks a worker per running step with -j N: a SIGKILL of the build must take them along."""
+    (tmp_path / "p.py").write_text(PARALLEL.replace("FOLDER", repr(str(tmp_path))))
+    kill_build_once_started(["p.py", "-j", "4"], tmp_path, tmp_path / "started-0")
+    time.sleep(0.5)  # the other workers had time to start too
+    started = [p.read_text().split() for p in tmp_path.glob("started-*")]
+    pids = {int(pid) for pair in started for pid in pair}
+    deadline = time.time() + 5
+    while any(_alive(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in pids if _alive(pid)], "steps or luigi workers outlived their killed build"
+    time.sleep(3)  # longer than a step takes: a surviving worker would publish by now
+    assert not [s for s in ("s0", "s1", "s2", "s3") if _complete(tmp_path, s)], "a killed build published targets"
+    rebuilt = last_json(nemoflow("build", "p.py", "-j", "4", "--json", cwd=tmp_path, check=True).stdout)
+    assert names(rebuilt["ran"]) == {"s0", "s1", "s2", "s3"}
