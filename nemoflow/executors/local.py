@@ -16,11 +16,14 @@ from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """A step outlives no build: if the build is killed (even -9), its steps are too."""
+def die_with_parent(signum: int = signal.SIGKILL) -> None:  # pragma: no cover - runs in the child
+    """For ``preexec_fn``: the child gets ``signum`` when its parent dies (even by kill -9). Linux only.
+
+    A step outlives no build; luigid outlives no ``nemoflow scheduler`` (it gets SIGTERM, to save its state).
+    """
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
 
 
 class LocalExecutor(Executor):
@@ -44,7 +47,7 @@ class LocalExecutor(Executor):
                 stderr=subprocess.STDOUT,
                 # A Python step follows its build by itself (run_step); only other commands need
                 # preexec_fn, which costs a slow fork of the whole build process.
-                preexec_fn=None if job.follows_parent else _die_with_parent,
+                preexec_fn=None if job.follows_parent else die_with_parent,
             )
         except OSError as exc:
             log.close()

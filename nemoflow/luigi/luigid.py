@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 # Imports inside functions: only `nemoflow scheduler` needs them.
+import functools
 import importlib.util
 import ipaddress
 import os
@@ -177,7 +178,14 @@ def run_luigid(store: Store, host: str, port: int, settings: LuigidSettings, *, 
             f"state, logs and config in {folder}",
             flush=True,
         )
-    proc = subprocess.Popen(luigid_command(folder, host, port), cwd=folder, env=luigid_env(config))
+    from nemoflow.executors.local import die_with_parent
+
+    proc = subprocess.Popen(  # luigid goes with us, even when we are killed -9 (SIGTERM: it saves its state)
+        luigid_command(folder, host, port),
+        cwd=folder,
+        env=luigid_env(config),
+        preexec_fn=functools.partial(die_with_parent, signal.SIGTERM),
+    )
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

@@ -354,6 +354,25 @@ def test_nemoflow_scheduler_runs_luigid_with_its_state_under_the_store(tmp_path:
     assert "warning" not in (tmp_path / "scheduler.err").read_text()
 
 
+def test_luigid_goes_with_a_killed_nemoflow_scheduler(tmp_path: Path) -> None:
+    """kill -9 of `nemoflow scheduler` must not leave luigid running and listening."""
+    port = _free_port()
+    proc = _start(tmp_path, "scheduler", "--port", str(port), "--store", "targets", name="scheduler")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_answers(url, proc)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert children, "nemoflow scheduler runs luigid as its child"
+        proc.kill()
+        proc.wait(timeout=10)
+        for child in children:
+            _wait_gone(int(child))
+        with pytest.raises(OSError):
+            _api(url, "task_list", {"status": "DONE"})
+    finally:
+        _stop(proc)
+
+
 def test_a_non_loopback_host_is_warned_about(tmp_path: Path) -> None:
     # 192.0.2.1 (TEST-NET-1) is never this machine's: luigid cannot bind it and exits, after the warning
     proc = nemoflow(
