@@ -343,6 +343,12 @@ def _finish_build(store: Store, experiment_id: str, status: str) -> None:
 
     ledger = Ledger(ledger_path(store))
     try:
+        if status == "interrupted":  # runs luigi's workers had open when the interrupt took them down
+            for run in ledger.runs_in(experiment_id):
+                if run["status"] == "running":
+                    ledger.finish_run(
+                        run["id"], status="interrupted", error="the build was interrupted", log_path=run["log_path"]
+                    )
         ledger.finish_experiment(experiment_id, status)
     finally:
         ledger.close()
