@@ -111,4 +111,9 @@ class ExecutorError(NemoflowError):
 
 
 class LedgerError(NemoflowError):
-    """The provenance ledger could not be written."""
+    """The provenance ledger could not be read or written (damaged, read-only, disk full): exit code 2.
+
+    The message names the file and what to do.
+    """
+
+    exit_code = 2

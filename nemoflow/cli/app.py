@@ -25,7 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.debug:
         os.environ["NEMOFLOW_DEBUG"] = "1"
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return reporting_errors(lambda: handler(args), debug=args.debug, interrupted="nemoflow: interrupted")
+    return reporting_errors(
+        lambda: handler(args),
+        debug=args.debug,
+        interrupted="nemoflow: interrupted",
+        as_json=getattr(args, "json", False),
+    )
 
 
 def _late_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:

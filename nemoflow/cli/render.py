@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nemoflow.errors import BuildFailed, NemoflowError, UserError
+from nemoflow.errors import BuildFailed, LedgerError, NemoflowError, UserError
 from nemoflow.pipeline.why import part_label
 
 if TYPE_CHECKING:
@@ -376,8 +376,16 @@ def error(exc: NemoflowError) -> None:
     if isinstance(exc, BuildFailed):
         _err.print(f"[bold red]build failed[/]: {exc}")
         return
-    label = "error" if isinstance(exc, UserError) else type(exc).__name__
+    label = "error" if isinstance(exc, UserError | LedgerError) else type(exc).__name__
     _err.print(f"[bold red]{label}[/]: {escape(str(exc))}", markup=True, soft_wrap=True)  # [a,b] is not markup
+
+
+def error_json(exc: NemoflowError, exit_code: int) -> None:
+    """``--json`` when the command failed: the error as one JSON object (stdout), instead of the result."""
+    data: dict[str, Any] = {"error": str(exc), "kind": type(exc).__name__, "exit_code": exit_code}
+    if isinstance(exc, BuildFailed):
+        data["failed"] = [{"name": o.name, "error": o.error} for o in exc.result.failed]
+    _json(data)
 
 
 # ---- script entrypoints (nemoflow.cli.entrypoints) ---------------------------------------------

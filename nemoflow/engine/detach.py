@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from nemoflow.engine.results import StepOutcome
-from nemoflow.engine.step import BuildContext, explain, fail_run, finish_run, make_job, start_run, step_record
+from nemoflow.engine.step import (
+    BuildContext,
+    explain,
+    explain_result,
+    fail_run,
+    finish_run,
+    make_job,
+    start_run,
+    step_record,
+)
 from nemoflow.errors import ExecutorError, StepFailed, UserError
 from nemoflow.executors import Executor, Handle, Job, JobResult, JobState, executor_from_data, executor_to_data
 from nemoflow.pipeline.plan import PlannedStep
@@ -123,6 +132,8 @@ def collect(store: Store, ledger: Ledger) -> list[StepOutcome]:
                 continue
             handle = attach(executor, run, store)
             result = executor.collect(handle, state)  # type: ignore[attr-defined]
+            # the same message as a build waiting for the job gives (wait_for): the log's last line
+            result = explain_result(store, run["experiment_id"], run["step"], handle.job.log_path, result)
             ended.append(_close(store, ledger, run, handle.job, result))
     return ended
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import os
 import socket
+import sqlite3
 import sys
 import time
 import traceback
@@ -27,12 +29,12 @@ from nemoflow.engine.step_runtime import (
     make_resolver,
     script_command,
 )
-from nemoflow.errors import ExecutorError, StepFailed, UserError
+from nemoflow.errors import ExecutorError, LedgerError, StepFailed, UserError
 from nemoflow.executors import Executor, Job, JobResult, JobState, executor_to_data
 from nemoflow.executors.local import LocalExecutor
 from nemoflow.pipeline.keys import KEY_VERSION
 from nemoflow.pipeline.plan import Plan, PlannedStep, executor_name
-from nemoflow.record.ledger import Ledger
+from nemoflow.record.ledger import Ledger, storage_problem
 from nemoflow.store.targets import JOB, LOG, Store
 
 
@@ -75,10 +77,13 @@ class BuildContext:
             die_with_parent(self.build_pid)  # a killed build takes its workers (and so their steps) along
             self._followed = os.getpid()
         live = self.detached.get(step.key)
-        if live is not None and self.wait_detached is not None:
-            self.wait_detached(self, step, live)
-        else:
-            run_planned_step(self, step)
+        try:
+            if live is not None and self.wait_detached is not None:
+                self.wait_detached(self, step, live)
+            else:
+                run_planned_step(self, step)
+        except (OSError, sqlite3.DatabaseError, LedgerError) as exc:  # the store refused, not the step
+            raise store_refused(self, step, exc) from exc
 
     def ledger(self) -> Ledger:
         """This process's ledger connection (a forked worker opens its own)."""
@@ -213,16 +218,85 @@ def finish_run(
 def fail_run(
     store: Store, ledger: Ledger, name: str, key: str, workspace: Path, run_id: str, result: JobResult
 ) -> None:
-    """Keep a failed run's workspace under ``.failed`` and close the run in the ledger."""
+    """Keep a failed run's workspace under ``.failed`` and close the run in the ledger.
+
+    When the disk is too full for the ledger to take the run's end, the failed run's outputs (most
+    likely what filled it) are deleted, its log kept, and the run closed with a note saying so.
+    """
     kept = store.keep_failed(workspace, step=name, key=key, run_id=run_id)
-    ledger.finish_run(
+    close = functools.partial(
+        ledger.finish_run,
         run_id,
         status=result.state.value,
         exit_code=result.exit_code,
-        error=result.error,
         log_path=str(kept / LOG),
         backend_state=result.backend_state,
     )
+    try:
+        close(error=result.error)
+    except LedgerError as exc:
+        if "disk is full" not in str(exc.__cause__) or not _delete_outputs(kept):
+            raise
+        close(error=f"{result.error} (the disk was full: its outputs were deleted to make room, its log kept)")
+
+
+def _delete_outputs(folder: Path) -> int:
+    """Delete every file of a failed run's folder but its log; the bytes freed."""
+    freed = 0
+    for path in sorted(folder.rglob("*"), reverse=True):
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            elif path.name != LOG or path.parent != folder:
+                size = path.lstat().st_size
+                path.unlink()
+                freed += size
+    return freed
+
+
+def _storage_message(exc: BaseException, ledger_path: Path) -> str:
+    """The first refusal of the disk in ``exc``'s chain (a failed clean-up may hide it), else ``exc`` itself."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, LedgerError):
+            return str(seen)
+        problem = storage_problem(seen, ledger_path)
+        if problem is not None:
+            return problem
+        seen = seen.__cause__ or seen.__context__
+    return f"{type(exc).__name__}: {exc}"
+
+
+def store_refused(ctx: BuildContext, step: PlannedStep, exc: BaseException) -> StepFailed:
+    """A run that broke outside its step, because the store refused a write (read-only, no permission,
+    disk full): its run is closed as failed with one line naming the path and what to do, so no run
+    stays ``running`` (unless the ledger itself refuses: then the build's end reports that)."""
+    message = _storage_message(exc, ctx.ledger_path)
+    with contextlib.suppress(LedgerError):
+        ledger = ctx.ledger()
+        sql = "select id from runs where experiment_id = ? and key = ? and status = 'running'"
+        open_runs = [row["id"] for row in ledger.rows(sql, [ctx.experiment_id, step.key])]
+        if not open_runs:  # it broke before its run was recorded (no workspace could be made)
+            open_runs = [new_run_id()]
+            host = socket.gethostname()
+            ledger.start_run(
+                {
+                    "id": open_runs[0],
+                    "experiment_id": ctx.experiment_id,
+                    "key": step.key,
+                    "step": step.name,
+                    "reason": step.reason.value,
+                    "executor": executor_name(step),
+                    "host": host,
+                    "worker": f"{host}:{os.getpid()}",
+                    "pid": os.getpid(),
+                    "environment_id": ctx.environment_id,
+                }
+            )
+        for run_id in open_runs:
+            ledger.finish_run(run_id, status=JobState.FAILED.value, error=message)
+        ledger.flush()
+    return StepFailed(step.name, message)
 
 
 def job_spec(ctx: BuildContext, step: PlannedStep, workspace: Path) -> dict[str, Any]:
@@ -304,10 +378,15 @@ def _run_with_executor(
 
 def explain(ctx: BuildContext, step: PlannedStep, job: Job, result: JobResult) -> JobResult:
     """A failed result with the reason a user looks for: cancelled by request, or the log's last line."""
-    if not result.succeeded and ctx.store.cancel_requested(ctx.experiment_id, step.name):
+    return explain_result(ctx.store, ctx.experiment_id, step.name, job.log_path, result)
+
+
+def explain_result(store: Store, experiment_id: str, step: str, log_path: Path, result: JobResult) -> JobResult:
+    """:func:`explain` without a build: also what ``nemoflow status`` says of a detached job it collects."""
+    if not result.succeeded and store.cancel_requested(experiment_id, step):
         result = dataclasses.replace(result, state=JobState.CANCELLED, error="cancelled")
     if not result.succeeded:
-        last = _last_line(job.log_path)
+        last = _last_line(log_path)
         if last:
             result = dataclasses.replace(result, error=f"{result.error}: {last}")
     return result

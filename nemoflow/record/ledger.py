@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -14,6 +15,7 @@ from typing import Any
 
 import sqlite_utils
 
+from nemoflow.errors import LedgerError
 from nemoflow.record.ledger_writer import WriteBehind
 from nemoflow.record.provenance import Environment
 
@@ -117,14 +119,57 @@ class Ledger:
     """A connection to ``ledger.db``; open one per process (connections must not cross a fork)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open (or create) the ledger at ``path``.
+
+        Raises:
+            LedgerError: the file is not a ledger, or it (or its folder) cannot be written: one line
+                naming the path and what to do.
+        """
         self.path = Path(path)
         self._behind: WriteBehind | None = None  # see steps_in_a_row
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite_utils.Database(self.path)
-        self.db.execute("PRAGMA busy_timeout = 30000")
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self._enable_wal()
-        self._ensure_schema()
+        with self._storage_errors():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._db = sqlite_utils.Database(self.path)
+                self.db.execute("PRAGMA busy_timeout = 30000")
+                self.db.execute("PRAGMA synchronous = NORMAL")
+                self._enable_wal()
+                self._ensure_schema()
+            except sqlite3.OperationalError:
+                if not self.path.is_file() or os.access(self.path.parent, os.W_OK):
+                    raise
+                self._open_read_only()
+
+    def _open_read_only(self) -> None:
+        """A ledger in a folder nobody may write (an archived store): read it as it is; any write is a LedgerError.
+
+        SQLite cannot make the WAL's shared-memory file there, so the file is opened immutable.
+        """
+        self._db.close()
+        self._db = sqlite_utils.Database(sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True))
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger {self.path} has schema {version} and cannot be upgraded to {SCHEMA_VERSION}: its folder"
+                " is read-only (make the store writable, chmod -R u+w, and run the command again)"
+            )
+
+    @contextlib.contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        """Turn SQLite's and the disk's refusals (not a database, read-only, full) into a LedgerError."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, OSError) as exc:
+            problem = storage_problem(exc, self.path)
+            if problem is None:
+                raise
+            raise LedgerError(problem) from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One transaction; a refusal of the disk is a LedgerError (see :meth:`_storage_errors`)."""
+        with self._storage_errors(), self.db.conn:
+            yield
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -183,7 +228,7 @@ class Ledger:
 
     # ---- writes: each one transaction ---------------------------------------------------------
     def record_experiment(self, row: dict[str, Any]) -> None:
-        with self.db.conn:
+        with self._write():
             self.db["experiments"].insert({**row, "tags": json.dumps(row.get("tags", []))}, replace=True)
 
     def create_experiment(self, row: dict[str, Any], steps: Iterable[dict[str, Any]]) -> bool:
@@ -214,7 +259,7 @@ class Ledger:
             for s in steps
         ]
         try:
-            with self.db.conn:
+            with self._write():
                 self.db.execute(f"insert into experiments ({columns}) values ({marks})", list(record.values()))
                 self.db.conn.executemany(
                     "insert into experiment_steps"
@@ -227,13 +272,13 @@ class Ledger:
         return True
 
     def finish_experiment(self, experiment_id: str, status: str) -> None:
-        with self.db.conn:
+        with self._write():
             self.db.execute(
                 "update experiments set status = ?, ended = ? where id = ?", [status, time.time(), experiment_id]
             )
 
     def record_environment(self, env: Environment) -> None:
-        with self.db.conn:
+        with self._write():
             self.db["environments"].insert(
                 {
                     "id": env.id,
@@ -262,7 +307,7 @@ class Ledger:
                 }
             )
             edge_rows.extend({"key": s["key"], "upstream_key": k, "upstream_name": n} for n, k in s["upstream"].items())
-        with self.db.conn:  # plain SQL: sqlite-utils' insert_all costs ~10x as much for 100,000 rows
+        with self._write():  # plain SQL: sqlite-utils' insert_all costs ~10x as much for 100,000 rows
             self.db.conn.executemany(
                 "insert or ignore into steps (key, name, kind, config, code, code_parts, created)"
                 " values (:key, :name, :kind, :config, :code, :code_parts, :created)",
@@ -302,13 +347,13 @@ class Ledger:
         if self._behind is not None:
             self._behind.put(sql, tuple(record.values()))
             return
-        with self.db.conn:
+        with self._write():
             self.db.conn.execute(sql, tuple(record.values()))
 
     def set_job_id(self, run_id: str, job_id: str, details: dict[str, Any] | None = None) -> None:
         """The backend's id of a run's job (a local subprocess: its pid), so it can be cancelled or found again."""
         details = details or {}
-        with self.db.conn:
+        with self._write():
             self.db.execute(
                 "update runs set job_id = ?, code_digest = ?, details = ? where id = ?",
                 [job_id, details.get("code_digest"), json.dumps(details) if details else None, run_id],
@@ -316,7 +361,7 @@ class Ledger:
 
     def mark_submitted(self, run_id: str, job_id: str, details: dict[str, Any]) -> None:
         """A run whose job was handed to its cluster and left there (a detached build): see nemoflow.engine.detach."""
-        with self.db.conn:
+        with self._write():
             self.db.execute(
                 "update runs set status = 'submitted', job_id = ?, code_digest = ?, details = ? where id = ?",
                 [job_id, details.get("code_digest"), json.dumps(details), run_id],
@@ -324,7 +369,7 @@ class Ledger:
 
     def set_backend_state(self, run_id: str, state: str) -> None:
         """The backend's latest word on a submitted run (PENDING, RUNNING...)."""
-        with self.db.conn:
+        with self._write():
             self.db.execute("update runs set backend_state = ? where id = ?", [state, run_id])
 
     def submitted_runs(self) -> list[dict[str, Any]]:
@@ -333,7 +378,7 @@ class Ledger:
 
     def mark_cancelled(self, run_id: str, error: str = "cancelled") -> None:
         """Close a run nobody will close any more (its worker is gone) as cancelled."""
-        with self.db.conn:
+        with self._write():
             self.db.execute(
                 "update runs set status = 'cancelled', ended = ?, error = ?"
                 " where id = ? and status in ('running', 'submitted')",
@@ -368,13 +413,13 @@ class Ledger:
             for sql, params, many in statements:
                 self._behind.put(sql, params, many=many)
             return
-        with self.db.conn:
+        with self._write():
             for sql, params, many in statements:
                 (self.db.conn.executemany if many else self.db.conn.execute)(sql, params)
 
     def restore_runs(self, runs: list[dict[str, Any]], artifacts: list[tuple[str, str, str, int]]) -> None:
         """Put back finished runs (and their outputs: key, path, sha256, size) a killed build did not commit."""
-        with self.db.conn:
+        with self._write():
             for row in runs:
                 self.db.conn.execute(_insert_sql("runs", tuple(row), "insert or replace"), tuple(row.values()))
             self.db.conn.executemany(_INSERT_ARTIFACT, artifacts)
@@ -457,3 +502,44 @@ def _experiment_row(row: dict[str, Any]) -> dict[str, Any]:
         row[column] = json.loads(row[column]) if row.get(column) else None
     row["tags"] = row["tags"] or []
     return row
+
+
+# errno values of a store that cannot take a write; the hint says what to do about each
+_DISK_HINTS = {
+    errno.EROFS: "the store is on a read-only file system: build into a writable one with --store DIR"
+    " (or NEMOFLOW_STORE)",
+    errno.EACCES: "no permission to write there: make the store writable (chmod -R u+w), or use --store DIR",
+    errno.EPERM: "no permission to write there: make the store writable (chmod -R u+w), or use --store DIR",
+    errno.ENOSPC: "the disk is full: free some space (nemoflow gc removes unused targets), or use --store DIR",
+    errno.EDQUOT: "the disk quota is used up: free some space (nemoflow gc removes unused targets), or use --store DIR",
+}
+
+
+def storage_problem(exc: BaseException, path: str | os.PathLike[str] | None = None) -> str | None:
+    """One line for an error of the disk under the store or of its ledger, naming the path and what to do.
+
+    Args:
+        exc: an OSError (read-only, no permission, disk full) or an sqlite3.DatabaseError.
+        path: the file it is about, when ``exc`` does not name one (SQLite's errors never do).
+
+    Returns:
+        None for any other error.
+    """
+    if isinstance(exc, OSError) and exc.errno in _DISK_HINTS:
+        where = exc.filename2 or exc.filename or path  # a rename: where it was to go
+        return f"cannot write {where}: {exc.strerror} ({_DISK_HINTS[exc.errno]})"
+    if not isinstance(exc, sqlite3.DatabaseError) or path is None:
+        return None
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return f"cannot write the ledger {path}: {text} ({_DISK_HINTS[errno.EACCES]})"
+    if "disk is full" in text:
+        return f"cannot write the ledger {path}: {text} ({_DISK_HINTS[errno.ENOSPC]})"
+    if "not a database" in text or "malformed" in text:
+        return (
+            f"the ledger {path} is damaged: {text} (move it aside, e.g. mv {path} {path}.broken, and build again:"
+            " the targets stay valid, the run history starts afresh)"
+        )
+    if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in text or "disk I/O" in text):
+        return f"cannot use the ledger {path}: {text} (check that the store and its folder can be written)"
+    return None
