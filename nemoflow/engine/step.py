@@ -35,7 +35,8 @@ from nemoflow.executors.local import LocalExecutor
 from nemoflow.pipeline.keys import KEY_VERSION
 from nemoflow.pipeline.plan import Plan, PlannedStep, executor_name
 from nemoflow.record.ledger import Ledger, storage_problem
-from nemoflow.store.targets import JOB, LOG, Store
+from nemoflow.store.hashing import FileHashCache
+from nemoflow.store.targets import JOB, LOG, Store, printable_name
 
 
 def new_run_id() -> str:
@@ -110,9 +111,12 @@ class BuildContext:
         """Complete for this build: published, and after the build began when it was forced."""
         if step.key in self._built:
             return True
-        if step.reason.value != "forced":
+        if step.reason.value not in ("forced", "target damaged"):  # a damaged target stays in place until it runs
             return self.store.is_complete(step.name, step.key)
-        manifest = self.store.read_manifest(step.name, step.key)
+        try:
+            manifest = self.store.read_manifest(step.name, step.key)
+        except ValueError:  # an unreadable manifest: the damaged target itself
+            return False
         return manifest is not None and manifest.get("published", 0) >= self.started
 
 
@@ -142,13 +146,16 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
         raise
     except Exception as exc:  # a backend's unexpected error: the run ends failed, never stays "running"
         result = JobResult(JobState.FAILED, None, f"{type(exc).__name__}: {exc}")
-    finish_run(ctx.store, ctx.ledger(), workspace, run_id, step_record(ctx, step, run_id, started), result)
+    record = step_record(ctx, step, run_id, started)
+    finish_run(ctx.store, ctx.ledger(), workspace, run_id, record, result, hashes=ctx.plan.file_hashes)
     ctx.mark_built(step)
 
 
 def start_run(ctx: BuildContext, step: PlannedStep, executor: str, *, detached: bool = False) -> tuple[str, Path]:
     """A new run of ``step`` in the ledger, and its private workspace."""
     run_id = new_run_id()
+    if step.reason.value == "target damaged":  # kept for inspection, out of the way of the new target
+        ctx.store.set_aside_damaged(step.name, step.key)
     workspace = ctx.store.new_workspace(step.name, step.key, detached=detached)
     host, pid = socket.gethostname(), os.getpid()
     ctx.ledger().start_run(
@@ -186,22 +193,41 @@ def step_record(ctx: BuildContext, step: PlannedStep, run_id: str, started: floa
         "run_id": run_id,
         "experiment_id": ctx.experiment_id,
         "started": started,
+        "workdir": str(ctx.plan.workdir),  # where the inputs are read from: not in the manifest
+        "outputs": sorted(step.outputs),  # files other steps read: checked, not in the manifest
     }
 
 
 def finish_run(
-    store: Store, ledger: Ledger, workspace: Path, run_id: str, record: dict[str, Any], result: JobResult
+    store: Store,
+    ledger: Ledger,
+    workspace: Path,
+    run_id: str,
+    record: dict[str, Any],
+    result: JobResult,
+    *,
+    hashes: FileHashCache | None = None,
 ) -> None:
     """Publish the workspace of a succeeded run, or keep it as failed; close the run in the ledger.
 
+    A run that succeeded is published only when its inputs still hash as its key says and it
+    wrote every file other steps read from it.
+
+    Args:
+        hashes: the plan's file hashes (an input whose stat did not change is not read again).
+
     Raises:
-        StepFailed: the run did not succeed.
+        StepFailed: the run did not succeed, or its target could not be trusted (nothing is published).
     """
     name, key = record["step"], record["key"]
+    if result.succeeded:
+        problem = _changed_input(record, hashes or FileHashCache()) or _missing_output(record, workspace)
+        if problem:
+            result = JobResult(JobState.FAILED, None, problem, backend_state=result.backend_state)
     if not result.succeeded:
         fail_run(store, ledger, name, key, workspace, run_id, result)
         raise StepFailed(name, result.error or result.state.value, exit_code=result.exit_code)
-    fields = {k: v for k, v in record.items() if k not in ("step", "key", "replace", "started")}
+    fields = {k: v for k, v in record.items() if k not in _NOT_IN_MANIFEST}
     fields["seconds"] = round(time.time() - record["started"], 3)
     manifest = store.publish(workspace, step=name, key=key, replace=record["replace"], record=fields)
     ledger.finish_run(
@@ -210,9 +236,33 @@ def finish_run(
         exit_code=0,
         log_path=os.path.join(store.root, name, key, LOG),
         key=key,
-        artifacts=manifest["files"],
+        artifacts=[{**f, "path": printable_name(f["path"])} for f in manifest["files"]],  # SQLite text is UTF-8
         backend_state=result.backend_state,
     )
+
+
+_NOT_IN_MANIFEST = frozenset({"step", "key", "replace", "started", "workdir", "outputs"})
+
+
+def _changed_input(record: dict[str, Any], hashes: FileHashCache) -> str:
+    """The input whose content is no longer what the key was made of ("" when none): edited while the step ran."""
+    workdir = record.get("workdir") or os.getcwd()
+    for path, digest in record.get("inputs", {}).items():
+        try:
+            now = hashes.sha256(os.path.join(workdir, path))  # an absolute path stays as it is
+        except OSError:
+            now = None
+        if now != digest:
+            return f"input {path} changed while the step ran; nothing was published — build again"
+    return ""
+
+
+def _missing_output(record: dict[str, Any], workspace: Path) -> str:
+    """A file other steps read that the step did not write ("" when it wrote them all)."""
+    for path in record.get("outputs", ()):
+        if not os.path.exists(os.path.join(workspace, path)):
+            return f"the step did not write {path}, which other steps read (h.output({path!r})); nothing was published"
+    return ""
 
 
 def fail_run(

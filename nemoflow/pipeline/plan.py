@@ -22,7 +22,7 @@ from nemoflow.pipeline.fingerprint import Fingerprinter, ModuleIndexCache, scrip
 from nemoflow.pipeline.keys import KEY_VERSION, step_key
 from nemoflow.pipeline.why import CODE_KINDS, Change, changes
 from nemoflow.store.hashing import FileHashCache, sha256_text
-from nemoflow.store.targets import Store
+from nemoflow.store.targets import Store, printable_name
 
 
 class Reason(enum.StrEnum):
@@ -36,6 +36,7 @@ class Reason(enum.StrEnum):
     SALT_CHANGED = "salt changed"
     UPSTREAM_CHANGED = "upstream changed"
     OUTPUT_MISSING = "output missing"
+    TARGET_DAMAGED = "target damaged"  # published, but a file (or the manifest) changed on disk since
     FORCED = "forced"
     UP_TO_DATE = "up to date"
 
@@ -57,6 +58,7 @@ _REASON_OF_CHANGE = {
     "salt": Reason.SALT_CHANGED,
     "upstream": Reason.UPSTREAM_CHANGED,
     "output missing": Reason.OUTPUT_MISSING,
+    "damaged": Reason.TARGET_DAMAGED,
 }
 
 
@@ -77,6 +79,7 @@ class PlannedStep:
     reason: Reason = Reason.OUTPUT_MISSING
     why: list[Change] = field(default_factory=list)  # what differs from the step's latest target (when it runs)
     after: list[str] = field(default_factory=list)  # order only (``sequential``): not part of the key
+    outputs: set[str] = field(default_factory=set)  # files other steps read (``h.output(...)``): it must write them
 
     @property
     def runs(self) -> bool:
@@ -163,17 +166,25 @@ def make_plan(
     indexes = ModuleIndexCache(store.read_cache(CODE_CACHE))
     code = _CodeContext(Fingerprinter(root, cache, indexes, packages=exp.package_versions), {})
     plan = Plan(exp, store, workdir=root, salt=salt, sequential=sequential, file_hashes=cache, module_indexes=indexes)
+    verified: set[str] = set()  # up-to-date steps whose outputs were hashed because a step that runs reads them
     for name in order:
         if wanted is not None and name not in wanted:
             continue
         upstream = {up: plan.steps[up].key for up in sorted(edges[name])}
         planned = _plan_step(steps[name], scans[name], upstream, root, cache, salt, code)
-        if name in forced or not store.is_complete(name, planned.key):
+        state = None if name in forced else store.check(name, planned.key)
+        if state is not None and state.damage:
+            _damaged(planned, state.damage)
+        elif state is None or not state.exists:
             planned.why = _changes(planned, store, salt, forced=name in forced)
             planned.reason = _REASON_OF_CHANGE.get(planned.why[0].kind, Reason.OUTPUT_MISSING)
         else:
             planned.reason = _UP_TO_DATE
         plan.steps[name] = planned
+        for up, path in scans[name].outputs:
+            plan.steps[up].outputs.add(path)
+        if planned.runs:
+            _verify_upstream(plan, planned, verified)
     if sequential:
         _chain_in_added_order(plan, list(exp.steps))
     plan.save_caches()
@@ -263,6 +274,7 @@ class _Scan:
     upstream: set[str]
     files: list[tuple[str, File]]  # (path as written, the File, to locate it in an error)
     targets: set[Any]
+    outputs: list[tuple[str, str]] = field(default_factory=list)  # (step, file) of every ``h.output(file)``
 
 
 def _scan(exp: Experiment, step: Step) -> _Scan:
@@ -276,6 +288,8 @@ def _scan(exp: Experiment, step: Step) -> _Scan:
     for node in nodes(step.task):  # paths are worked out only for an error
         if isinstance(node, (StepOutput, StepResult)):
             found.upstream.add(_own_step(exp, node, lambda n=node: path_of(step.task, n, step.name)))
+            if isinstance(node, StepOutput):
+                found.outputs.append((node.step.name, node.path))
         elif isinstance(node, File):
             found.files.append((node.path, node))
         elif isinstance(node, Buildable):
@@ -437,6 +451,30 @@ def _script_parts(script: Script, root: Path, where: str, fingerprinter: Fingerp
     if not full.is_file():
         raise PipelineError(f"script {script.path!r} not found (looked for {full})", where=f"{where}.path")
     return script_parts(full, root, fingerprinter.indexes, packages=fingerprinter.packages)
+
+
+def _damaged(step: PlannedStep, damage: str) -> None:
+    """``step``'s target is damaged: it runs again, saying why (its run first moves the target under ``.corrupt/``)."""
+    step.why = [Change("damaged", damage)]
+    step.reason = Reason.TARGET_DAMAGED
+
+
+def _verify_upstream(plan: Plan, step: PlannedStep, verified: set[str]) -> None:
+    """Hash the outputs of the up-to-date targets ``step`` reads; a damaged one is rebuilt."""
+    for up in step.upstream:
+        planned = plan.steps[up]
+        if planned.runs or up in verified:
+            continue
+        verified.add(up)
+        try:
+            mismatches = plan.store.verify(up, planned.key)
+        except ValueError as exc:  # the manifest went bad since it was checked
+            _damaged(planned, f"manifest unreadable: {exc}")
+            continue
+        if mismatches:
+            first = printable_name(mismatches[0].path)
+            what = "output gone" if mismatches[0].actual is None else "output changed on disk"
+            _damaged(planned, f"{what}: {first}")
 
 
 def _changes(step: PlannedStep, store: Store, salt: str, *, forced: bool) -> list[Change]:

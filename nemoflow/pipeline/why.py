@@ -29,6 +29,8 @@ class Change:
     def __str__(self) -> str:
         if self.kind in ("new step", "forced", "output missing"):
             return self.kind
+        if self.kind == "damaged":  # what is the whole story: "output changed on disk: model.npz"
+            return self.what
         text = f"{self.kind} {self.what}".rstrip()
         if self.kind in ("code", "module", "script", "file", "input", "upstream"):
             if self.before is None and self.after is not None:

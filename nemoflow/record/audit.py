@@ -9,7 +9,7 @@ from typing import Any
 
 from nemoflow.errors import UserError
 from nemoflow.record.ledger import Ledger
-from nemoflow.store.targets import Mismatch, Store
+from nemoflow.store.targets import MANIFEST, ManifestUnreadable, Mismatch, Store
 
 
 @dataclass
@@ -78,6 +78,9 @@ def _locate(subject: str, store: Store) -> tuple[str, str, str | None]:
     if path.exists():
         try:
             folder, manifest = store.locate(path)
+        except ManifestUnreadable as exc:  # <root>/<step>/<key>/nemoflow.json: the chain says it is unreadable
+            folder = Path(exc.path).parent
+            return folder.parent.name, folder.name, None
         except FileNotFoundError:
             raise UserError(
                 f"{subject} is not inside a published target of {store.root}",
@@ -104,7 +107,11 @@ def _all_targets(store: Store) -> list[tuple[str, str]]:
 
 
 def _link(step: str, key: str, store: Store, ledger: Ledger | None) -> AuditLink:
-    manifest = store.read_manifest(step, key)
+    try:
+        manifest = store.read_manifest(step, key)
+    except ManifestUnreadable as exc:  # not missing, not intact: say so rather than fail on it
+        unreadable = Mismatch(f"{MANIFEST} (manifest unreadable: {exc.reason})", "", None)
+        return AuditLink(step, key, {}, mismatches=[unreadable])
     link = AuditLink(step, key, manifest)
     if manifest is None:
         return link

@@ -33,6 +33,30 @@ META_FILES = frozenset({MANIFEST, LOG, JOB, SBATCH})  # not outputs: not hashed,
 _CANCEL_ALL = ".all"  # a step name never starts with "."
 
 
+class ManifestUnreadable(ValueError):
+    """A manifest that exists but does not parse: the target cannot be trusted."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"manifest {path} is unreadable: {reason}")
+        self.path, self.reason = path, reason
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """What :meth:`Store.check` found: no target, an intact one, or a damaged one (``damage`` says how)."""
+
+    exists: bool
+    damage: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.exists and not self.damage
+
+
+ABSENT = TargetState(False)
+INTACT = TargetState(True)
+
+
 @dataclass(frozen=True)
 class Mismatch:
     """An output file that no longer matches its manifest."""
@@ -58,10 +82,41 @@ class Store:
         return os.path.exists(os.path.join(self._root, step, key, MANIFEST))
 
     def read_manifest(self, step: str, key: str) -> dict[str, Any] | None:
+        """The manifest of ``step``/``key``, or None when there is no target.
+
+        Raises:
+            ManifestUnreadable: the manifest is there but does not parse (truncated, overwritten).
+        """
+        path = os.path.join(self._root, step, key, MANIFEST)
         try:
-            return json.loads((self.target_dir(step, key) / MANIFEST).read_text())
+            with open(path, "rb") as handle:
+                return _parse_manifest(path, handle.read())
         except FileNotFoundError:
             return None
+
+    def check(self, step: str, key: str) -> TargetState:
+        """Cheap: is there a target of ``step``/``key``, and does it still look as published?
+
+        The manifest must parse and every file it lists must be there with the recorded size and
+        stat signature (one ``stat`` each). A file whose signature changed is hashed, so a copied
+        or touched store is not rebuilt for nothing; a file whose size changed is damaged.
+        """
+        folder = os.path.join(self._root, step, key)
+        try:
+            manifest = self.read_manifest(step, key)
+        except ManifestUnreadable as exc:
+            return TargetState(True, f"manifest unreadable: {exc.reason}")
+        if manifest is None:
+            return ABSENT
+        try:
+            stats = manifest.get("stats") or {}  # absent in manifests published before nemoflow recorded them
+            for entry in manifest["files"]:
+                damage = _file_damage(folder, entry, stats.get(entry["path"]))
+                if damage:
+                    return TargetState(True, damage)
+        except (KeyError, TypeError, IndexError) as exc:
+            return TargetState(True, f"manifest unreadable: bad file entry ({type(exc).__name__}: {exc})")
+        return INTACT
 
     def latest_manifest(self, step: str) -> dict[str, Any] | None:
         """The most recently published manifest of any key of ``step``, if one exists."""
@@ -77,7 +132,12 @@ class Store:
                 continue
             if best is None or mtime > best[0]:
                 best = (mtime, manifest)
-        return json.loads(best[1].read_text()) if best else None
+        if best is None:
+            return None
+        try:
+            return _parse_manifest(str(best[1]), best[1].read_bytes())
+        except ManifestUnreadable:  # a damaged target tells nothing about what was built
+            return None
 
     def locate(self, path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
         """The target folder holding ``path`` and its manifest.
@@ -89,7 +149,7 @@ class Store:
         for folder in [current, *current.parents]:
             manifest = folder / MANIFEST
             if manifest.is_file():
-                return folder, json.loads(manifest.read_text())
+                return folder, _parse_manifest(str(manifest), manifest.read_bytes())
             if folder == self.root:
                 break
         raise FileNotFoundError(f"{path} is not inside a published target of {self.root}")
@@ -173,15 +233,18 @@ class Store:
         """
         folder = os.fspath(workspace)
         files = []
-        for rel in sorted(_outputs(folder)):
-            sha256, size = _sha256_and_size(os.path.join(folder, rel))
-            files.append({"path": rel, "sha256": sha256, "size": size})
+        stats = {}  # path -> stat signature: what says "unchanged" without reading (not part of the content)
+        for rel in sorted(_outputs(folder)):  # a name that is not UTF-8 stays lossless: JSON escapes it
+            sha256, st = _sha256_and_stat(os.path.join(folder, rel))
+            files.append({"path": rel, "sha256": sha256, "size": st.st_size})
+            stats[rel] = _signature(st)
         manifest = {
             "format": MANIFEST_FORMAT,
             "step": step,
             "key": key,
             **record,
             "files": files,
+            "stats": stats,
             "result": next((f["path"] for f in files if f["path"] in (RESULT_JSON, RESULT_PICKLE)), None),
             "published": time.time(),
         }
@@ -207,6 +270,20 @@ class Store:
         dest = self.root / ".failed" / step / f"{key[:16]}.{run_id}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.rename(workspace, dest)
+        return dest
+
+    def set_aside_damaged(self, step: str, key: str) -> Path | None:
+        """Move a damaged target out of the way, kept for inspection under ``.corrupt/<step>/<key>.<time>``.
+
+        Returns:
+            Where it was moved, or None when it was gone already (another build set it aside).
+        """
+        dest = self.root / ".corrupt" / step / f"{key}.{time.strftime('%Y%m%d-%H%M%S')}.{uuid.uuid4().hex[:6]}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(self.target_dir(step, key), dest)
+        except FileNotFoundError:
+            return None
         return dest
 
     def _set_aside(self, folder: Path) -> None:
@@ -274,10 +351,53 @@ def _outputs(folder: str) -> list[str]:
     return found
 
 
-def _sha256_and_size(path: str) -> tuple[str, int]:
+def _sha256_and_stat(path: str) -> tuple[str, os.stat_result]:
     with open(path, "rb") as handle:
         digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        return digest, handle.tell()
+        return digest, os.fstat(handle.fileno())
+
+
+def _signature(st: os.stat_result) -> list[int]:
+    """What :meth:`Store.check` compares without reading a file: size, mtime_ns, inode."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _file_damage(folder: str, entry: dict[str, Any], recorded: list[int] | None) -> str:
+    """What is wrong with one listed output ("" when nothing): one stat, a hash only when its signature moved."""
+    rel = entry["path"]
+    path = os.path.join(folder, rel)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"output gone: {printable_name(rel)}"
+    if st.st_size != entry["size"]:
+        return f"output changed on disk: {printable_name(rel)}"
+    if recorded is not None and recorded != _signature(st) and file_sha256(path) != entry["sha256"]:
+        return f"output changed on disk: {printable_name(rel)}"
+    return ""
+
+
+def _parse_manifest(path: str, data: bytes) -> dict[str, Any]:
+    try:
+        manifest = json.loads(data)
+    except ValueError as exc:
+        raise ManifestUnreadable(path, str(exc)) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+        raise ManifestUnreadable(path, "not a nemoflow manifest (no list of files)")
+    return manifest
+
+
+def printable_name(rel: str) -> str:
+    """A file name as UTF-8 text: unchanged when it is UTF-8, else its undecodable bytes as ``\\xNN``.
+
+    Names come from the file system as ``str`` with surrogate escapes (``os.fsdecode``); the
+    manifest keeps them exactly (JSON escapes the surrogates), the ledger and messages get this form.
+    """
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(rel).decode("utf-8", "backslashreplace")
+    return rel
 
 
 def _mkdir_in_place(path: str, *, exist_ok: bool = False) -> None:
