@@ -157,3 +157,13 @@ def test_check_names_what_is_wrong(tmp_path: Path) -> None:
     assert kept is not None and kept.parent == tmp_path / ".corrupt" / "train" and (kept / MANIFEST).exists()
     assert not store.check("train", KEY).exists
     assert store.set_aside_damaged("train", KEY) is None  # another build moved it first
+
+
+def test_a_manifest_larger_than_one_read_comes_back_whole(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    workspace = store.new_workspace("train", KEY)
+    (workspace / "model.bin").write_text("weights")
+    big = "x" * (3 * 65536 + 7)
+    store.publish(workspace, step="train", key=KEY, record={"config": big})
+    assert store.read_manifest("train", KEY)["config"] == big
+    assert store.check("train", KEY).complete
