@@ -91,6 +91,7 @@ def run_plan(
     register_only: bool = False,
     timeout: float | None = None,
     detach: bool = False,
+    step_timeout: float | None = None,
 ) -> BuildResult:
     """Run the steps of ``plan`` that are not up to date; return what happened.
 
@@ -113,6 +114,8 @@ def run_plan(
         register_only: (central only) run nothing: register every step and wait until each is
             complete or failed.
         timeout: (central only) stop waiting after this many seconds; what is not done then fails.
+        step_timeout: seconds a step may run when its executor sets no ``timeout``; then it is stopped,
+            recorded ``timeout`` and failed.
         detach: submit the steps of detachable executors (Slurm) at once, chained by job
             dependencies, and return without waiting; a later build or ``nemoflow status`` collects
             them. Steps they need are built here first; steps downstream of them wait for a later build.
@@ -160,6 +163,7 @@ def run_plan(
         register_only=register_only,
         detached={s.key: live[s.key] for s in to_run if s.key in live},
         wait_detached=_wait_detached,
+        step_timeout=step_timeout,
     )
     status = "interrupted"
     try:

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from nemoflow.configs.core import Script
 from nemoflow.configs.serialize import to_data
+from nemoflow.engine.limits import TimedOut, alarm_after, stopped_after
 from nemoflow.engine.step_runtime import (
     OUTPUT_DIR_ENV,
     PARENT_PID_ENV,
@@ -61,6 +62,7 @@ class BuildContext:
     register_only: bool = False  # run nothing here: register the steps and wait (``--no-run``)
     scheduler_resources: frozenset[str] = frozenset()  # (central) the luigi resources luigid lists
     detached: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> a live run a detached build submitted
+    step_timeout: float | None = None  # seconds a step may run when its executor sets no ``timeout``
     wait_detached: Callable[[BuildContext, PlannedStep, dict[str, Any]], None] | None = field(default=None, repr=False)
     build_pid: int = field(default_factory=os.getpid)  # the build's own process (luigi may fork workers)
     _followed: int = field(default=0, repr=False)  # the forked worker that already follows the build
@@ -419,11 +421,21 @@ def _run_with_executor(
     ctx.ledger().set_job_id(run_id, handle.job_id, details)  # from now on `cancel` can find the job
     if ctx.store.cancel_requested(ctx.experiment_id, step.name):  # asked while the job was starting
         executor.cancel(handle)
-    try:
-        result = executor.wait(handle)
-    except ExecutorError as exc:
-        result = JobResult(JobState.FAILED, None, str(exc))
+    limit = step_time_limit(ctx, step)
+    with stopped_after(limit, lambda: executor.cancel(handle)) as expired:
+        try:
+            result = executor.wait(handle)
+        except ExecutorError as exc:
+            result = JobResult(JobState.FAILED, None, str(exc))
+    if expired.is_set() and not result.succeeded:
+        result = JobResult(JobState.TIMEOUT, result.exit_code, f"timed out after {limit:g} s", result.backend_state)
     return explain(ctx, step, job, result)
+
+
+def step_time_limit(ctx: BuildContext, step: PlannedStep) -> float | None:
+    """Seconds ``step`` may run: its executor's ``timeout``, else the build's ``--step-timeout``."""
+    own = getattr(step.executor, "timeout", None)
+    return own if own is not None else ctx.step_timeout
 
 
 def explain(ctx: BuildContext, step: PlannedStep, job: Job, result: JobResult) -> JobResult:
@@ -461,13 +473,17 @@ def _run_in_process(ctx: BuildContext, step: PlannedStep, workspace: Path) -> Jo
     buffer = io.StringIO()  # the log file is written only when the step printed something
     out: IO[str] = _Tee(buffer, sys.stdout, f"[{step.name}] ") if ctx.tail_logs else buffer
     result = JobResult(JobState.SUCCEEDED, 0)
+    limit = step_time_limit(ctx, step)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
-            execute_task(
-                step.task, output=workspace, upstream_dirs=ctx.upstream_dirs(step), workdir=str(ctx.plan.workdir)
-            )
+            with alarm_after(limit):
+                execute_task(
+                    step.task, output=workspace, upstream_dirs=ctx.upstream_dirs(step), workdir=str(ctx.plan.workdir)
+                )
         except KeyboardInterrupt:
             raise
+        except TimedOut:
+            result = JobResult(JobState.TIMEOUT, None, f"timed out after {limit:g} s")
         except BaseException as exc:
             code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
             if not (isinstance(exc, SystemExit) and code == 0):

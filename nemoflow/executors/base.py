@@ -16,10 +16,11 @@ class JobState(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TIMEOUT = "timeout"  # it ran longer than its time limit and was stopped
 
     @property
     def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMEOUT)
 
 
 @dataclass
@@ -76,6 +77,9 @@ class Executor(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
 
     env_vars: dict[str, str] = {}
+    timeout: float | None = pydantic.Field(default=None, gt=0)
+    """Seconds a step may run; then it is stopped (``cancel``), recorded ``timeout`` and failed.
+    None: the build's ``--step-timeout``, else no limit."""
 
     @property
     def name(self) -> str:
