@@ -72,6 +72,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UserError(
             "--detach cannot be used with --scheduler", hint="the cluster, not luigid, orders detached jobs"
         )
+    if args.timeout is not None and not args.scheduler:
+        raise UserError(
+            "--timeout is how long to wait for a scheduler's workers; it needs --scheduler URL",
+            hint=f"to limit how long each step may run: --step-timeout {args.timeout:g}",
+        )
     plan = make_plan(exp, _store(args), force=args.force, until=args.until, salt=args.salt)
     if args.dry_run:
         render.plan(plan, as_json=args.json, scripts=_preview_scripts(plan), why=args.why)
@@ -92,6 +97,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             tail_logs=args.tail_logs,
             progress=progress,
             detach=args.detach,
+            step_timeout=args.step_timeout,
             **central,
         )
     render.build_result(result, as_json=args.json, seconds=time.perf_counter() - started)
@@ -151,6 +157,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             scheduler_url=args.scheduler,
             executor_filter=args.executor,
             timeout=args.timeout,
+            step_timeout=args.step_timeout,
         )
     render.build_result(result, as_json=args.json, seconds=time.perf_counter() - started)
     return 0 if result.ok else 1

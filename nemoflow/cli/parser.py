@@ -174,6 +174,23 @@ def _timeout_option(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="with a scheduler: give up waiting after this long (default: wait)",
     )
+    parser.add_argument(
+        "--step-timeout",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop a step that runs longer than this (recorded 'timeout'); an executor's own timeout= wins",
+    )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def _add_status(sub: Any, formatter: type) -> None:
