@@ -364,6 +364,7 @@ def _collect_central(
     """What became of ``scope``, whichever process ran each step (read from the store and ledger)."""
     assert waiter is not None
     failed_runs, blocked = waiter.failures()
+    from nemoflow.record.ledger import REUSED, REUSED_NOTE
     from nemoflow.record.progress import latest_statuses
 
     latest = latest_statuses(ctx.ledger(), [s.key for s in scope], ctx.started)
@@ -373,7 +374,10 @@ def _collect_central(
         run = latest.get(step.key)
         seconds = round(run["ended"] - run["started"], 3) if run and run.get("ended") else None
         if ctx.is_done(step):
-            result.ran.append(StepOutcome(step.name, step.key, step.reason.value, seconds=seconds))
+            if run is not None and run.get("status") == REUSED:
+                result.skipped.append(StepOutcome(step.name, step.key, REUSED_NOTE))
+            else:  # central: whichever worker ran it, for this build
+                result.ran.append(StepOutcome(step.name, step.key, step.reason.value, seconds=seconds))
             continue
         if step.key in failed_runs:
             row = failed_runs[step.key]
@@ -396,8 +400,13 @@ def _collect_central(
     return result
 
 
+def _ran_here(ctx: BuildContext, step: PlannedStep, run: dict[str, Any] | None) -> bool:
+    """Did this build run ``step`` (in this process, or in a worker it forked), rather than take it from another?"""
+    return step.key in ctx._built or (run is not None and run["status"] == "succeeded")
+
+
 def _collect(ctx: BuildContext, to_run: list[PlannedStep], skipped: list[StepOutcome]) -> BuildResult:
-    from nemoflow.record.ledger import Ledger
+    from nemoflow.record.ledger import REUSED_NOTE, Ledger
 
     ledger = Ledger(ctx.ledger_path)
     try:
@@ -410,7 +419,10 @@ def _collect(ctx: BuildContext, to_run: list[PlannedStep], skipped: list[StepOut
         run = runs.get(step.name)
         seconds = round(run["ended"] - run["started"], 3) if run and run.get("ended") else None
         if ctx.is_done(step):
-            result.ran.append(StepOutcome(step.name, step.key, step.reason.value, seconds=seconds))
+            if _ran_here(ctx, step, run):
+                result.ran.append(StepOutcome(step.name, step.key, step.reason.value, seconds=seconds))
+            else:  # luigi found it complete, or its lock's wait ended with the other build's target
+                result.skipped.append(StepOutcome(step.name, step.key, REUSED_NOTE))
             continue
         failed_names.add(step.name)
         if run is not None:

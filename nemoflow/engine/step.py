@@ -35,8 +35,9 @@ from nemoflow.executors import Executor, Job, JobResult, JobState, executor_to_d
 from nemoflow.executors.local import LocalExecutor
 from nemoflow.pipeline.keys import KEY_VERSION
 from nemoflow.pipeline.plan import Plan, PlannedStep, executor_name
-from nemoflow.record.ledger import Ledger, storage_problem
+from nemoflow.record.ledger import REUSED, REUSED_NOTE, Ledger, storage_problem
 from nemoflow.store.hashing import FileHashCache
+from nemoflow.store.locks import key_lock
 from nemoflow.store.targets import JOB, LOG, Store, printable_name
 
 
@@ -128,6 +129,36 @@ def run_planned_step(ctx: BuildContext, step: PlannedStep) -> None:
     Raises:
         StepFailed: the step did not succeed (nothing is published).
     """
+    with key_lock(ctx.store.root, step.key):  # one builder per key, whichever build or worker asks
+        if ctx.is_done(step):  # another build published it while we planned or waited: use its target
+            _record_reused(ctx, step)
+            return
+        _run_and_publish(ctx, step)
+
+
+def _record_reused(ctx: BuildContext, step: PlannedStep) -> None:
+    """A run that says this build took ``step``'s target from the build that made it meanwhile."""
+    run_id = new_run_id()
+    host = socket.gethostname()
+    ledger = ctx.ledger()
+    ledger.start_run(
+        {
+            "id": run_id,
+            "experiment_id": ctx.experiment_id,
+            "key": step.key,
+            "step": step.name,
+            "reason": step.reason.value,
+            "executor": "none",
+            "host": host,
+            "worker": f"{host}:{os.getpid()}",
+            "pid": os.getpid(),
+            "environment_id": ctx.environment_id,
+        }
+    )
+    ledger.finish_run(run_id, status=REUSED, error=REUSED_NOTE, key=None)
+
+
+def _run_and_publish(ctx: BuildContext, step: PlannedStep) -> None:
     in_process = ctx.direct and not isinstance(step.task, Script)
     executor = None if in_process else (step.executor or LocalExecutor())
     run_id, workspace = start_run(ctx, step, "direct" if executor is None else executor.name)

@@ -23,6 +23,8 @@ from nemoflow.record.provenance import Environment
 # 3: runs.backend_state, runs.code_digest, runs.details (remote backends: Slurm, Docker)
 # 4: steps.code_parts (every code part a key counts: nemoflow.pipeline.fingerprint), experiment_steps.declared
 SCHEMA_VERSION = 4
+REUSED = "reused"  # a run's status: its build took the target another build published meanwhile
+REUSED_NOTE = "built by another build"
 
 _TABLES: dict[str, tuple[dict[str, Any], Any]] = {
     "experiments": (

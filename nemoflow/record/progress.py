@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from nemoflow.record.ledger import Ledger
+from nemoflow.record.ledger import REUSED, Ledger
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,6 @@ def latest_statuses(ledger: Ledger, keys: list[str], since: float) -> dict[str, 
 
 def _read_keys(ledger: Ledger, keys: list[str], started: float) -> Progress:
     statuses = [row["status"] for row in latest_statuses(ledger, keys, started).values()]
-    done = statuses.count("succeeded")
+    done = statuses.count("succeeded") + statuses.count(REUSED)
     running = statuses.count("running")
     return Progress(len(keys), done, running, len(statuses) - done - running, time.time() - started)
