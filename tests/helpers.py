@@ -39,16 +39,18 @@ def nemoflow(
 
 
 @contextlib.contextmanager
-def background_build(pipeline: Path, cwd: Path) -> Iterator[subprocess.Popen[str]]:
-    """``nemoflow build PIPELINE`` running in the background (to interrupt it); killed if still running at the end."""
+def background_build(pipeline: Path, cwd: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
+    """``nemoflow build PIPELINE [OPTIONS]`` running in the background (to interrupt it), in a process group of its
+    own (as a shell job is); killed if still running at the end."""
     env = {k: v for k, v in os.environ.items() if k != "NEMOFLOW_STORE"}
     build = subprocess.Popen(
-        [sys.executable, "-m", "nemoflow.cli", "build", str(pipeline)],
+        [sys.executable, "-m", "nemoflow.cli", "build", str(pipeline), *options],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     try:
         yield build

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # serialize (and with it pydantic) is imported only when an executor is written or read as data.
 import importlib
+import json
 from typing import Any
 
 from nemoflow.errors import UserError, did_you_mean
@@ -44,6 +45,14 @@ def executor_from_data(data: dict[str, Any]) -> Executor:
     return import_object(data["class"])(**data["fields"])
 
 
+def backend_of(run: dict[str, Any]) -> Executor | None:
+    """The executor a ledger run's job was submitted to, when it recorded one it can cancel by job id."""
+    details = json.loads(run.get("details") or "{}")
+    if "executor" not in details or not run.get("job_id"):
+        return None
+    return executor_from_data(details["executor"])
+
+
 __all__ = [
     "REGISTRY",
     "Executor",
@@ -51,6 +60,7 @@ __all__ = [
     "Job",
     "JobResult",
     "JobState",
+    "backend_of",
     "executor_class",
     "executor_from_data",
     "executor_to_data",

@@ -23,7 +23,7 @@ from nemoflow.configs.serialize import from_data, import_object
 from nemoflow.engine.build import ledger_path
 from nemoflow.engine.detach import attach
 from nemoflow.errors import ConfigError, UserError, did_you_mean
-from nemoflow.executors import Handle, executor_from_data
+from nemoflow.executors import Handle, backend_of, executor_from_data
 from nemoflow.pipeline.experiment import Experiment, StepHandle
 from nemoflow.pipeline.fingerprint import Declared, declared_from_data
 from nemoflow.pipeline.loading import import_pipeline_module
@@ -291,7 +291,7 @@ def logs(exp: Experiment, step: str) -> str:
 
 def _backend_log(run: dict[str, Any]) -> str | None:
     """The log of a job that runs where this machine's files are not (None: read the local one)."""
-    executor = _backend(run)
+    executor = backend_of(run)
     if executor is None or json.loads(run["details"]).get("shared", True) or not hasattr(executor, "attach"):
         return None
     return executor.logs(attach(executor, run))
@@ -358,9 +358,9 @@ def cancel(exp: Experiment, step: str | None = None, *, timeout: float = 30.0) -
     ledger = open_ledger(store)
     try:
         latest = [run for run in _latest_runs(ledger, experiment_id).values() if step in (None, run["step"])]
-        remote = [run for run in latest if run["status"] in ("running", "submitted") and _backend(run) is not None]
+        remote = [run for run in latest if run["status"] in ("running", "submitted") and backend_of(run) is not None]
         for run in remote:
-            _backend(run).cancel(Handle(None, run["job_id"]))  # type: ignore[union-attr,arg-type]
+            backend_of(run).cancel(Handle(None, run["job_id"]))  # type: ignore[union-attr,arg-type]
             if run["status"] == "submitted":  # no build follows it: close it here
                 ledger.mark_cancelled(run["id"])
                 store.unmark_detached(run["id"])
@@ -386,14 +386,6 @@ def cancel(exp: Experiment, step: str | None = None, *, timeout: float = 30.0) -
     finally:
         ledger.close()
     return [run["step"] for run in [*remote, *stoppable]]
-
-
-def _backend(run: dict[str, Any]) -> Any:
-    """The executor a run's job was submitted to, when it is a backend that can cancel by job id."""
-    details = json.loads(run.get("details") or "{}")
-    if "executor" not in details or not run.get("job_id"):
-        return None
-    return executor_from_data(details["executor"])
 
 
 def _job_pid(run: dict[str, Any]) -> int | None:

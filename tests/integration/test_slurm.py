@@ -6,7 +6,9 @@ shared filesystem). Everything is real: sbatch, squeue, sacct (slurmdbd), scance
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sqlite3
 import subprocess
 import textwrap
 import time
@@ -256,11 +258,46 @@ def test_ctrl_c_cancels_the_slurm_job_and_says_so(tmp_path, sshd_service, slurm_
     assert _sacct(job_id)[0].startswith("CANCELLED")
 
 
+@pytest.mark.parametrize("whom", ["process group", "build only"])
+def test_an_interrupt_of_a_j2_build_cancels_both_slurm_jobs_and_closes_their_runs(
+    tmp_path, sshd_service, slurm_service, job_dir, whom
+):
+    """A terminal's Ctrl-C reaches the whole process group; `kill -INT` (timeout -s INT, supervisors) only the build."""
+    pipeline = _pipeline(
+        tmp_path,
+        _ssh_executor(sshd_service, slurm_service, job_dir),
+        """
+        exp = nemoflow.Experiment("slurm_cancel_two")
+        exp.add(nemoflow.Partial(sleepy, seconds=120), name="one", executor=ex)
+        exp.add(nemoflow.Partial(sleepy, seconds=121), name="two", executor=ex)
+        """,
+    )
+    with background_build(pipeline, tmp_path, "-j", "2") as build:
+        jobs = {step: _wait_for_running_job(tmp_path, step) for step in ("one", "two")}
+        if whom == "process group":
+            os.killpg(build.pid, signal.SIGINT)
+        else:
+            build.send_signal(signal.SIGINT)
+        _, err = build.communicate(timeout=60)
+    assert build.returncode == 130, err
+    for job_id in jobs.values():
+        assert f"cancelled Slurm job {job_id}" in err
+    deadline = time.monotonic() + 30
+    while not all(_sacct(j)[0].startswith("CANCELLED") for j in jobs.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert all(_sacct(j)[0].startswith("CANCELLED") for j in jobs.values()), [_sacct(j) for j in jobs.values()]
+    runs = runs_by_step(tmp_path)
+    assert {runs[s]["status"] for s in ("one", "two")} <= {"interrupted", "cancelled"}, runs
+
+
 def _wait_for_running_job(tmp_path: Path, step: str) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if (tmp_path / "targets" / "ledger.db").exists():
-            run = runs_by_step(tmp_path).get(step)
+            try:
+                run = runs_by_step(tmp_path).get(step)
+            except sqlite3.OperationalError:  # the build is still making the ledger's tables
+                run = None
             if run and run.get("job_id"):
                 state = subprocess.run(
                     ["squeue", "-h", "-o", "%T", "-j", run["job_id"]], capture_output=True, text=True
