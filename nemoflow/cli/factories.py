@@ -2,7 +2,8 @@
 
 ``@nemoflow.cli.factory`` registers one; a factory fits a parameter when the type its config
 builds (``for_type``, else read from a ``Config[T]`` return annotation) is what the parameter
-takes. A value may also name any function or class by dotted import path (``pkg.mod.fn``).
+takes. A value may also name a class, a module-level config, or a factory (registered, or annotated
+``-> Config[T]``) by dotted import path (``pkg.mod.fn``); any other function is refused, never called.
 """
 
 from __future__ import annotations
@@ -125,9 +126,17 @@ def resolve(name: str, annotation: Any, *, where: str) -> Any:
         from nemoflow.configs.serialize import import_object
 
         try:
-            return import_object(name)
+            target = import_object(name)
         except ConfigError as exc:
             raise ConfigError(exc.message, path=where) from None
+        plain_function = callable(target) and not inspect.isclass(target) and not isinstance(target, Buildable)
+        if plain_function and not _makes_configs(target):  # os.system(...) on a command line must not run
+            raise ConfigError(
+                f"{name} is a function that does not make configs: a value may call only a factory",
+                path=where,
+                hint="register it with @nemoflow.cli.factory, or annotate it to return nemoflow.Config[...]",
+            )
+        return target
     names = [f.name for f in registered(annotation)] or list(_REGISTRY)
     raise ConfigError(
         f"no factory named {name!r}",
@@ -162,6 +171,18 @@ def default_config(annotation: Any, default: Any) -> Buildable[Any] | None:
 
 def _is_dataclass_instance(value: Any) -> bool:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _makes_configs(fn: Callable[..., Any]) -> bool:
+    """A registered factory, or a function whose return annotation is a config (``-> Config[T]``)."""
+    if any(f.fn is fn for entries in _REGISTRY.values() for f in entries):
+        return True
+    try:
+        returned = typing.get_type_hints(fn).get("return")
+    except Exception:  # unresolvable annotations say nothing about what it makes
+        return False
+    origin = typing.get_origin(returned) or returned
+    return isinstance(origin, type) and issubclass(origin, Buildable)
 
 
 def _returned_type(fn: Callable[..., Any]) -> Any:
