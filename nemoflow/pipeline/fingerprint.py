@@ -20,7 +20,6 @@ their stat signature (as input files are), so a no-op plan parses nothing.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import enum
 import functools
@@ -31,9 +30,7 @@ import importlib.machinery
 import inspect
 import json
 import os
-import site
 import sys
-import sysconfig
 import textwrap
 import types
 from collections.abc import Callable, Iterable
@@ -41,11 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nemoflow.store.hashing import FileHashCache, sha256_text
+from nemoflow.pipeline.code_index import ModuleIndex, ModuleIndexCache, Unit, index_source
+from nemoflow.pipeline.user_code import distribution_version, is_user_module, module_label
+from nemoflow.store.hashing import FileHashCache
 
 DEPENDS_ATTR = "__nemoflow_depends__"
 _PLAIN_LIMIT = 100_000  # elements: a bigger constant counts by the source that defines it
-_INDEX_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -99,251 +97,7 @@ def declared_from_data(data: dict[str, Any] | None, load: Callable[[str], Any]) 
     return Declared(code, tuple(data.get("files", [])), data.get("version", ""))
 
 
-# ---- module indexes: parsed once per file version ------------------------------------------------
-@dataclass
-class Unit:
-    """One definition: the hash of its normalised source and the global names it reads."""
-
-    digest: str
-    names: list[str]
-    chains: list[list[str]]  # attribute chains read from a global name: ["np", "linalg", "norm"]
-
-
-@dataclass
-class ModuleIndex:
-    """What one parse of a module file yields."""
-
-    digest: str  # the whole module, normalised
-    units: dict[str, Unit]  # qualname -> function or class
-    binds: dict[str, Unit]  # module-level name -> the statements that assign it
-    imports: dict[str, list[str]]  # name -> [module, attribute or ""] of ``import``/``from ... import``
-
-    def to_data(self) -> dict[str, Any]:
-        def units(table: dict[str, Unit]) -> dict[str, Any]:
-            return {k: [u.digest, u.names, u.chains] for k, u in table.items()}
-
-        return {"digest": self.digest, "units": units(self.units), "binds": units(self.binds), "imports": self.imports}
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> ModuleIndex:
-        def units(table: dict[str, Any]) -> dict[str, Unit]:
-            return {k: Unit(d, n, c) for k, (d, n, c) in table.items()}
-
-        return cls(data["digest"], units(data["units"]), units(data["binds"]), data["imports"])
-
-
-def index_source(source: str, package: str = "") -> ModuleIndex:
-    """Parse a module's source into its definitions (raises SyntaxError)."""
-    tree = ast.parse(source)
-    _strip_docstrings(tree)
-    units: dict[str, Unit] = {}
-    binds: dict[str, list[ast.stmt]] = {}
-    imports: dict[str, list[str]] = {}
-    _collect_definitions(tree.body, "", units)
-    for stmt in _module_level(tree.body):
-        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            imports.update(_imported_names(stmt, package))
-        elif not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            for name in _bound_names(stmt):
-                binds.setdefault(name, []).append(stmt)
-    return ModuleIndex(
-        digest=_digest(tree),
-        units=units,
-        binds={name: _unit(stmts) for name, stmts in binds.items()},
-        imports=imports,
-    )
-
-
-def _strip_docstrings(tree: ast.AST) -> None:
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            body = node.body
-            first = body[0] if body else None
-            if (
-                isinstance(first, ast.Expr)
-                and isinstance(first.value, ast.Constant)
-                and isinstance(first.value.value, str)
-            ):
-                node.body = body[1:] or [ast.Pass()]
-
-
-def _blocks(stmt: ast.stmt) -> list[list[ast.stmt]]:
-    """The statement lists nested in a compound statement (not in a def or class)."""
-    found = [getattr(stmt, a) for a in ("body", "orelse", "finalbody") if isinstance(getattr(stmt, a, None), list)]
-    found += [h.body for h in getattr(stmt, "handlers", [])]
-    found += [c.body for c in getattr(stmt, "cases", [])]
-    return found
-
-
-def _module_level(body: list[ast.stmt]) -> Iterable[ast.stmt]:
-    """Module-level statements, including those inside ``if``/``try``/``with``/``for`` blocks."""
-    for stmt in body:
-        yield stmt
-        if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            for block in _blocks(stmt):
-                yield from _module_level(block)
-
-
-def _collect_definitions(body: list[ast.stmt], prefix: str, units: dict[str, Unit]) -> None:
-    for stmt in body:
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            qualname = prefix + stmt.name
-            unit = _unit([stmt])
-            if qualname in units:  # defined twice (under an if/else): either may be the one in use
-                old = units[qualname]
-                unit = Unit(sha256_text(old.digest + unit.digest), old.names + unit.names, old.chains + unit.chains)
-            units[qualname] = unit
-            inner = qualname + ("." if isinstance(stmt, ast.ClassDef) else ".<locals>.")
-            _collect_definitions(stmt.body, inner, units)
-        else:
-            for block in _blocks(stmt):
-                _collect_definitions(block, prefix, units)
-
-
-def _unit(stmts: list[ast.stmt]) -> Unit:
-    names: set[str] = set()
-    chains: set[tuple[str, ...]] = set()
-    for stmt in stmts:
-        for node in ast.walk(stmt):
-            if isinstance(node, ast.Name):
-                names.add(node.id)
-            elif isinstance(node, ast.Attribute):
-                chain = _chain(node)
-                if chain:
-                    chains.add(chain)
-    digest = sha256_text("\n".join(_digest(s) for s in stmts))
-    return Unit(digest, sorted(names), sorted(list(c) for c in chains))
-
-
-def _chain(node: ast.Attribute) -> tuple[str, ...] | None:
-    parts = [node.attr]
-    value = node.value
-    while isinstance(value, ast.Attribute):
-        parts.append(value.attr)
-        value = value.value
-    if not isinstance(value, ast.Name):
-        return None
-    parts.append(value.id)
-    return tuple(reversed(parts))
-
-
-def _digest(node: ast.AST) -> str:
-    return sha256_text(ast.dump(node, annotate_fields=False, include_attributes=False))
-
-
-def _bound_names(stmt: ast.stmt) -> list[str]:
-    if isinstance(stmt, ast.Assign):
-        targets: list[ast.expr] = list(stmt.targets)
-    elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
-        targets = [stmt.target]
-    elif isinstance(stmt, (ast.With, ast.AsyncWith)):
-        targets = [item.optional_vars for item in stmt.items if item.optional_vars is not None]
-    else:
-        return []
-    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
-
-
-def _imported_names(stmt: ast.Import | ast.ImportFrom, package: str) -> dict[str, list[str]]:
-    if isinstance(stmt, ast.Import):
-        return {
-            (alias.asname or alias.name.split(".")[0]): [alias.name if alias.asname else alias.name.split(".")[0], ""]
-            for alias in stmt.names
-        }
-    base = stmt.module or ""
-    if stmt.level:
-        parent = package.rsplit(".", stmt.level - 1)[0] if stmt.level > 1 else package
-        base = f"{parent}.{base}" if base else parent
-    return {(alias.asname or alias.name): [base, alias.name] for alias in stmt.names if alias.name != "*"}
-
-
-# ---- whose code is it ------------------------------------------------------------------------------
-@functools.cache
-def _installed_prefixes(path: tuple[str, ...]) -> tuple[str, ...]:
-    """The folders of the standard library and of installed distributions (site-packages on ``path`` too)."""
-    paths = sysconfig.get_paths()
-    found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    found.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
-    found.add(site.getusersitepackages())
-    found.update(p for p in path if os.path.basename(p.rstrip(os.sep)) in ("site-packages", "dist-packages"))
-    return tuple(sorted({os.path.realpath(p) + os.sep for p in found if p}))
-
-
-_OWN_PACKAGE = __name__.split(".")[0]
-
-
-@functools.cache
-def is_user_module(name: str, file: str | None) -> bool:
-    """Is the module the user's own code (not the standard library, an installed package, or nemoflow)?"""
-    top = name.split(".")[0]
-    if top == _OWN_PACKAGE or top in sys.stdlib_module_names or top == "builtins":
-        return False
-    if not file:  # __main__ of ``python -c``, a notebook, a module made at run time
-        return True
-    return not os.path.realpath(file).startswith(_installed_prefixes(tuple(sys.path)))
-
-
-@functools.cache
-def distribution_version(top: str) -> tuple[str, str] | None:
-    """(distribution name, version) of an installed top-level package; None for the standard library."""
-    if top in sys.stdlib_module_names or top in ("builtins", _OWN_PACKAGE):
-        return None
-    from importlib import metadata  # only when a step reaches a package: ~10 ms to import
-
-    try:
-        return top, metadata.version(top)
-    except metadata.PackageNotFoundError:
-        pass
-    for dist in metadata.packages_distributions().get(top, []):
-        try:
-            return dist, metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    version = getattr(sys.modules.get(top), "__version__", None)
-    return (top, version) if isinstance(version, str) else None
-
-
-def module_label(name: str, file: str | None) -> str:
-    """A module's file as seen from its import root (``mylib/model.py``): the same on every machine."""
-    if name == "__main__" or not file:
-        return os.path.basename(file) if file else name
-    base = os.path.basename(file)
-    if base.startswith("__init__."):
-        return name.replace(".", "/") + "/" + base
-    return "/".join([*name.split(".")[:-1], base])
-
-
 # ---- the walk ---------------------------------------------------------------------------------------
-class ModuleIndexCache:
-    """Module indexes by file path and stat signature; a plain dict the store persists."""
-
-    def __init__(self, entries: dict[str, Any] | None = None) -> None:
-        self.entries = entries if entries is not None else {}
-        self.changed = False
-        self._live: dict[str, ModuleIndex] = {}
-
-    def index(self, path: str, package: str) -> ModuleIndex | None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        signature = [_INDEX_FORMAT, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
-        known = self.entries.get(path)
-        if known is not None and known[0] == signature:
-            if path not in self._live:
-                self._live[path] = ModuleIndex.from_data(known[1])
-            return self._live[path]
-        try:
-            with open(path, "rb") as handle:
-                source = handle.read().decode("utf-8", errors="replace")
-            found = index_source(source, package)
-        except (OSError, SyntaxError, ValueError):
-            return None
-        self.entries[path] = [signature, found.to_data()]
-        self._live[path] = found
-        self.changed = True
-        return found
-
-
 @dataclass(frozen=True, eq=False)
 class _Owner:
     """The module a definition lives in, as its globals say (a notebook's or exec's too)."""
@@ -758,65 +512,3 @@ def _expand(root: Path, pattern: str) -> list[str]:
     return [os.path.relpath(m, root) if not os.path.isabs(pattern) else m for m in files]
 
 
-# ---- scripts: read statically (a script runs in its own process) ---------------------------------
-def script_parts(path: Path, root: Path, indexes: ModuleIndexCache, *, packages: bool = True) -> dict[str, str]:
-    """A script file's parts: its normalised source (Python) or content, and the user modules it imports.
-
-    The script is not imported (it may run when imported); the modules it imports are found on
-    the script's folder, the build's directory and ``sys.path``, and count as whole modules.
-    """
-    label = os.path.relpath(path, root) if str(path).startswith(str(root)) else path.name
-    data = path.read_bytes()
-    if path.suffix != ".py":
-        return {f"script:{label}": hashlib.sha256(data).hexdigest()}
-    index = indexes.index(str(path), "")
-    if index is None:
-        return {f"script:{label}": hashlib.sha256(data).hexdigest()}
-    parts = {f"script:{label}": index.digest}
-    search = [str(path.parent), str(root), *sys.path]
-    pending = [module for module, _ in index.imports.values()]
-    pending += [f"{module}.{attr}" for module, attr in index.imports.values() if attr]
-    seen: set[str] = set()
-    while pending:
-        name = pending.pop()
-        if not name or name in seen:
-            continue
-        seen.add(name)
-        file = _find_module_file(name, search)
-        top = name.split(".")[0]
-        if file is None or not is_user_module(name, file):
-            if packages and file is not None:
-                found = distribution_version(top)
-                if found:
-                    parts[f"package:{found[0]}"] = found[1]
-            continue
-        module_index = indexes.index(file, name if file.endswith("__init__.py") else name.rpartition(".")[0])
-        if module_index is None:
-            continue
-        rel = name.replace(".", "/") + ("/__init__.py" if file.endswith("__init__.py") else ".py")
-        parts[f"module:{rel}"] = module_index.digest
-        pending.extend(module for module, _ in module_index.imports.values())
-        pending.extend(f"{module}.{attr}" for module, attr in module_index.imports.values() if attr)
-        if "." in name:
-            pending.append(name.rpartition(".")[0])
-    return dict(sorted(parts.items()))
-
-
-def _find_module_file(name: str, search: list[str]) -> str | None:
-    """The file of module ``name`` on ``search`` (a package's ``__init__.py``), without importing it."""
-    parts = name.split(".")
-    top = parts[0]
-    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
-        return None
-    spec = importlib.machinery.PathFinder.find_spec(top, search)
-    if spec is None:
-        return None
-    for part in parts[1:]:
-        locations = spec.submodule_search_locations
-        if not locations:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(f"{spec.name}.{part}", list(locations))
-        if spec is None:
-            return None
-    origin = spec.origin
-    return origin if origin and origin not in ("built-in", "frozen") and os.path.isfile(origin) else None

@@ -17,9 +17,11 @@ from nemoflow.configs.refs import File, StepOutput, StepResult
 from nemoflow.configs.serialize import canonical_json, import_path, to_data
 from nemoflow.configs.treeops import nodes, path_of
 from nemoflow.errors import ConfigError, PipelineError, did_you_mean
+from nemoflow.pipeline.code_index import ModuleIndexCache
 from nemoflow.pipeline.experiment import Experiment, Plugin, Step
-from nemoflow.pipeline.fingerprint import Fingerprinter, ModuleIndexCache, script_parts
+from nemoflow.pipeline.fingerprint import Fingerprinter
 from nemoflow.pipeline.keys import KEY_VERSION, step_key
+from nemoflow.pipeline.script_code import script_parts
 from nemoflow.pipeline.why import CODE_KINDS, Change, changes
 from nemoflow.store.hashing import FileHashCache, sha256_text
 from nemoflow.store.targets import Store, printable_name

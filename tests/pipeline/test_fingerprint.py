@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from nemoflow.pipeline.fingerprint import Fingerprinter, ModuleIndexCache, index_source, is_user_module, script_parts
+from nemoflow.pipeline.code_index import ModuleIndexCache, index_source
+from nemoflow.pipeline.fingerprint import Fingerprinter
+from nemoflow.pipeline.script_code import script_parts
+from nemoflow.pipeline.user_code import is_user_module
 from nemoflow.store.hashing import FileHashCache
 
 from helpers import last_json, nemoflow
