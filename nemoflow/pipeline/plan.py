@@ -112,6 +112,7 @@ class Plan:
             self.store.save_file_hash_cache(self.file_hashes)
             if self.module_indexes.changed:
                 self.store.write_cache(CODE_CACHE, self.module_indexes.entries)
+            self.store.save_check_cache()
             self.file_hashes.changed = self.module_indexes.changed = False
 
     @functools.cached_property

@@ -8,6 +8,7 @@ a manifest does not exist for nemoflow, so a killed build never leaves a target 
 from __future__ import annotations
 
 # dill is imported only to read back a pickled result.
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ from typing import Any
 from nemoflow.store.hashing import FileHashCache, file_sha256
 
 MANIFEST = "nemoflow.json"
+CHECKED_CACHE = "targets.json"  # under .cache/: stat signatures of targets found intact
 LOG = "nemoflow.log"
 JOB = "nemoflow-job.json"
 METRICS = "metrics.jsonl"
@@ -72,6 +74,8 @@ class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
         self._root = str(self.root)  # os.path on the per-step paths: pathlib costs add up over 100,000 steps
+        self._checked: dict[str, list[Any]] | None = None  # "step/key" -> stat signatures of an intact target
+        self._checked_changed = False
 
     # ---- reading ----------------------------------------------------------------------------
     def target_dir(self, step: str, key: str) -> Path:
@@ -102,6 +106,34 @@ class Store:
         or touched store is not rebuilt for nothing; a file whose size changed is damaged.
         """
         folder = f"{self._root}/{step}/{key}"  # not os.path.join: this runs for every step of a no-op build
+        if self._checked is None:
+            self._checked = self.read_cache(CHECKED_CACHE)
+        known = self._checked.get(f"{step}/{key}")
+        if known is not None and _unchanged(folder, known):  # as intact as when last read: no manifest to parse
+            return INTACT
+        state = self._check_manifest(step, key, folder)
+        if state is INTACT:
+            self._remember_intact(step, key, folder)
+        return state
+
+    def _remember_intact(self, step: str, key: str, folder: str) -> None:
+        """Note the stat signatures of an intact target's manifest and outputs, for the next check."""
+        assert self._checked is not None
+        try:
+            manifest = self.read_manifest(step, key) or {}
+            files = [[e["path"], *_signature(os.stat(f"{folder}/{e['path']}"))] for e in manifest.get("files", [])]
+            self._checked[f"{step}/{key}"] = [[MANIFEST, *_signature(os.stat(f"{folder}/{MANIFEST}"))], *files]
+        except (OSError, ManifestUnreadable, KeyError, TypeError):
+            return
+        self._checked_changed = True
+
+    def save_check_cache(self) -> None:
+        """Keep what the checks of this process found intact (only once the store exists)."""
+        if self._checked_changed and self._checked is not None and self.root.exists():
+            self.write_cache(CHECKED_CACHE, self._checked)
+            self._checked_changed = False
+
+    def _check_manifest(self, step: str, key: str, folder: str) -> TargetState:
         try:
             manifest = self.read_manifest(step, key)
         except ManifestUnreadable as exc:
@@ -326,9 +358,11 @@ class Store:
         return entries if isinstance(entries, dict) else {}
 
     def write_cache(self, name: str, entries: dict[str, Any]) -> None:
+        """Keep a cache under ``.cache/``; one that cannot be written (a read-only store) is only slower."""
         folder = self.root / ".cache"
-        folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / name, json.dumps(entries))
+        with contextlib.suppress(OSError):
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(folder / name, json.dumps(entries))
 
 
 def _outputs(folder: str) -> list[str]:
@@ -360,6 +394,14 @@ def _sha256_and_stat(path: str) -> tuple[str, os.stat_result]:
 def _signature(st: os.stat_result) -> list[int]:
     """What :meth:`Store.check` compares without reading a file: size, mtime_ns, inode."""
     return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _unchanged(folder: str, known: list[Any]) -> bool:
+    """Do the manifest and every output still have the stat signatures recorded when they were last found intact?"""
+    try:
+        return all(_signature(os.stat(f"{folder}/{rel}")) == signature for rel, *signature in known)
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def _file_damage(folder: str, entry: dict[str, Any], recorded: list[int] | None) -> str:
