@@ -188,6 +188,7 @@ def run_plan(
             status = "cancelled"
     finally:
         _finish_build(plan.store, experiment_id, status)
+        plan.store.save_check_cache()  # the targets published here are known intact by their stats
     return result
 
 

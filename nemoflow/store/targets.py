@@ -118,13 +118,17 @@ class Store:
 
     def _remember_intact(self, step: str, key: str, folder: str) -> None:
         """Note the stat signatures of an intact target's manifest and outputs, for the next check."""
-        assert self._checked is not None
         try:
             manifest = self.read_manifest(step, key) or {}
             files = [[e["path"], *_signature(os.stat(f"{folder}/{e['path']}"))] for e in manifest.get("files", [])]
-            self._checked[f"{step}/{key}"] = [[MANIFEST, *_signature(os.stat(f"{folder}/{MANIFEST}"))], *files]
+            self._note_intact(step, key, [[MANIFEST, *_signature(os.stat(f"{folder}/{MANIFEST}"))], *files])
         except (OSError, ManifestUnreadable, KeyError, TypeError):
             return
+
+    def _note_intact(self, step: str, key: str, signatures: list[list[Any]]) -> None:
+        if self._checked is None:
+            self._checked = self.read_cache(CHECKED_CACHE)
+        self._checked[f"{step}/{key}"] = signatures
         self._checked_changed = True
 
     def save_check_cache(self) -> None:
@@ -282,6 +286,8 @@ class Store:
         }
         with open(os.path.join(folder, MANIFEST), "w") as out:
             out.write(json.dumps(manifest, sort_keys=True))
+            out.flush()
+            manifest_signature = _signature(os.fstat(out.fileno()))
         final = os.path.join(self._root, step, key)
         if replace and os.path.exists(final):
             self._set_aside(Path(final))
@@ -295,6 +301,7 @@ class Store:
                 return manifest
             shutil.rmtree(folder, ignore_errors=True)
             return self.read_manifest(step, key) or manifest
+        self._note_intact(step, key, [[MANIFEST, *manifest_signature], *([rel, *sig] for rel, sig in stats.items())])
         return manifest
 
     def keep_failed(self, workspace: Path, *, step: str, key: str, run_id: str) -> Path:
