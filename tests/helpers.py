@@ -130,3 +130,15 @@ def built_quickstart(factory: Any, name: str = "quickstart") -> Path:
     copy_pipeline("quickstart.py", folder)
     nemoflow("build", "quickstart.py", cwd=folder, check=True)
     return folder
+
+
+def running(pid: int) -> bool:
+    """Is process ``pid`` still running? A zombie (ended, not yet reaped) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # PermissionError: the pid was reused by another user's process
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False

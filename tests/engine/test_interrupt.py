@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import running
+
 PARALLEL = textwrap.dedent("""
     import os, time
     from pathlib import Path
@@ -33,12 +35,6 @@ PARALLEL = textwrap.dedent("""
 """)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 @pytest.mark.parametrize("trial", range(3))
@@ -71,9 +67,9 @@ def test_an_interrupt_of_a_j4_build_stops_everything_and_records_it(tmp_path: Pa
     assert err.strip().splitlines() == ["nemoflow: interrupted"], err
     pids = {int(pid) for p in tmp_path.glob("started-*") for pid in p.read_text().split()}
     deadline = time.time() + 5
-    while any(_alive(pid) for pid in pids) and time.time() < deadline:
+    while any(running(pid) for pid in pids) and time.time() < deadline:
         time.sleep(0.05)
-    assert not [pid for pid in pids if _alive(pid)], "a step or worker outlived the interrupted build"
+    assert not [pid for pid in pids if running(pid)], "a step or worker outlived the interrupted build"
     time.sleep(3.2)  # a survivor would have published by now
     assert not list((tmp_path / "targets").glob("s*/*/nemoflow.json")), "nothing is published after the interrupt"
     db = sqlite3.connect(tmp_path / "targets" / "ledger.db")

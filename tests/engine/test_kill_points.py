@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import last_json, names, nemoflow
+from helpers import last_json, names, nemoflow, running
 
 DAG = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"], "e": ["d"], "f": ["d"], "g": ["e", "f"], "h": ["g", "c"]}
 
@@ -60,17 +60,6 @@ def _expected(step: str) -> str:
     return step + "(" + ",".join(_expected(u) for u in DAG[step]) + ")"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # the pid was reused by someone else's process: ours is gone
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is gone
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 def _published(folder: Path) -> dict[str, Path]:
@@ -135,9 +124,9 @@ def _no_process_left(folder: Path) -> None:
         pids.add(int(record.read_text()))
     pids.discard(os.getpid())
     deadline = time.time() + 5
-    while any(_alive(pid) for pid in pids) and time.time() < deadline:
+    while any(running(pid) for pid in pids) and time.time() < deadline:
         time.sleep(0.05)
-    assert not [pid for pid in pids if _alive(pid)], "a step or worker outlived its killed build"
+    assert not [pid for pid in pids if running(pid)], "a step or worker outlived its killed build"
 
 
 @pytest.mark.parametrize("mode", list(MODES))

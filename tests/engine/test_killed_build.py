@@ -7,7 +7,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from helpers import kill_build_once_started, last_json, names, nemoflow
+from helpers import kill_build_once_started, last_json, names, nemoflow, running
 
 PIPELINE = textwrap.dedent("""
     import os, time
@@ -91,12 +91,6 @@ PARALLEL = textwrap.dedent("""
 """)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie waits for nobody: it is gone
 
 
 def test_kill_9_of_a_j4_build_leaves_no_worker_or_step_running_and_publishes_nothing_more(tmp_path: Path) -> None:
@@ -107,9 +101,9 @@ def test_kill_9_of_a_j4_build_leaves_no_worker_or_step_running_and_publishes_not
     started = [p.read_text().split() for p in tmp_path.glob("started-*")]
     pids = {int(pid) for pair in started for pid in pair}
     deadline = time.time() + 5
-    while any(_alive(pid) for pid in pids) and time.time() < deadline:
+    while any(running(pid) for pid in pids) and time.time() < deadline:
         time.sleep(0.05)
-    assert not [pid for pid in pids if _alive(pid)], "steps or luigi workers outlived their killed build"
+    assert not [pid for pid in pids if running(pid)], "steps or luigi workers outlived their killed build"
     time.sleep(3)  # longer than a step takes: a surviving worker would publish by now
     assert not [s for s in ("s0", "s1", "s2", "s3") if _complete(tmp_path, s)], "a killed build published targets"
     rebuilt = last_json(nemoflow("build", "p.py", "-j", "4", "--json", cwd=tmp_path, check=True).stdout)
