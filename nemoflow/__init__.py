@@ -38,6 +38,13 @@ _EXPORTS = {
     "Executor": "nemoflow.executors.base",
     "DockerExecutor": "nemoflow.executors.docker",
     "SlurmExecutor": "nemoflow.executors.slurm",
+    "RayExecutor": "nemoflow.executors.ray",
+    "KubeRayExecutor": "nemoflow.executors.kuberay",
+    "KubeRayWorkerGroup": "nemoflow.executors.kuberay",
+    "KubernetesExecutor": "nemoflow.executors.kubernetes",
+    "SkyPilotExecutor": "nemoflow.executors.skypilot",
+    "DGXCloudExecutor": "nemoflow.executors.dgxcloud",
+    "LeptonExecutor": "nemoflow.executors.lepton",
     "LocalTunnel": "nemoflow.executors.tunnels",
     "SSHTunnel": "nemoflow.executors.tunnels",
     "GitArchivePackager": "nemoflow.executors.packagers",
@@ -53,10 +60,16 @@ _EXPORTS = {
     "BuildFailed": "nemoflow.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+# Subpackages reachable as attributes after a plain ``import nemoflow`` (``nemoflow.cli.entrypoint``,
+# ``nemoflow.ray.RayCluster``), as NeMo Run's ``run.cli`` is.
+_SUBPACKAGES = {"cli", "ray"}
+
+__all__ = sorted({*_EXPORTS, *_SUBPACKAGES})
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"nemoflow.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'nemoflow' has no attribute {name!r}")
@@ -82,6 +95,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from nemoflow.executors.docker import DockerExecutor
     from nemoflow.executors.local import LocalExecutor
     from nemoflow.executors.packagers import GitArchivePackager, HybridPackager, PatternPackager
+    from nemoflow.executors.dgxcloud import DGXCloudExecutor
+    from nemoflow.executors.kuberay import KubeRayExecutor, KubeRayWorkerGroup
+    from nemoflow.executors.kubernetes import KubernetesExecutor
+    from nemoflow.executors.lepton import LeptonExecutor
+    from nemoflow.executors.ray import RayExecutor
+    from nemoflow.executors.skypilot import SkyPilotExecutor
     from nemoflow.executors.slurm import SlurmExecutor
     from nemoflow.executors.tunnels import LocalTunnel, SSHTunnel
     from nemoflow.pipeline.experiment import Experiment, Plugin

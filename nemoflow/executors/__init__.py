@@ -14,6 +14,12 @@ REGISTRY: dict[str, str] = {
     "local": "nemoflow.executors.local:LocalExecutor",
     "docker": "nemoflow.executors.docker:DockerExecutor",
     "slurm": "nemoflow.executors.slurm:SlurmExecutor",
+    "ray": "nemoflow.executors.ray:RayExecutor",
+    "kuberay": "nemoflow.executors.kuberay:KubeRayExecutor",
+    "kubernetes": "nemoflow.executors.kubernetes:KubernetesExecutor",
+    "skypilot": "nemoflow.executors.skypilot:SkyPilotExecutor",
+    "dgxcloud": "nemoflow.executors.dgxcloud:DGXCloudExecutor",
+    "lepton": "nemoflow.executors.lepton:LeptonExecutor",
 }
 
 
