@@ -343,19 +343,21 @@ def _import_roots(exp: Experiment) -> list[str]:
     return roots + [p for p in sys.path if p and p not in roots and os.path.isdir(p)]
 
 
-def _cancel_backend_job(run: dict[str, Any]) -> None:
-    """Cancel the cluster job of a run the interrupt left open (a local job dies with its build by itself)."""
+def _cancel_backend_job(run: dict[str, Any]) -> bool:
+    """Cancel the cluster job of a run the interrupt left open (a local job dies with its build by itself);
+    whether a cluster job was cancelled."""
     from nemoflow.executors import Handle, backend_of
 
     backend = backend_of(run)
     if backend is None or backend.name == "local":
-        return
+        return False
     try:
         backend.cancel(Handle(None, run["job_id"]))  # type: ignore[arg-type]
     except Exception as exc:  # the build is going down anyway: say what could not be cancelled
         print(f"nemoflow: could not cancel {backend.name} job {run['job_id']} (step {run['step']!r}): {exc}", file=sys.stderr)
-        return
+        return False
     print(f"nemoflow: cancelled {backend.name.capitalize()} job {run['job_id']} (step {run['step']!r})", file=sys.stderr)
+    return True
 
 
 def _finish_build(store: Store, experiment_id: str, status: str) -> None:
@@ -366,9 +368,12 @@ def _finish_build(store: Store, experiment_id: str, status: str) -> None:
         if status == "interrupted":  # runs luigi's workers had open when the interrupt took them down
             for run in ledger.runs_in(experiment_id):
                 if run["status"] == "running":
-                    _cancel_backend_job(run)
+                    cancelled = _cancel_backend_job(run)  # its cluster job was stopped: the run is cancelled
                     ledger.finish_run(
-                        run["id"], status="interrupted", error="the build was interrupted", log_path=run["log_path"]
+                        run["id"],
+                        status="cancelled" if cancelled else "interrupted",
+                        error="the build was interrupted" + ("; its job was cancelled" if cancelled else ""),
+                        log_path=run["log_path"],
                     )
         ledger.finish_experiment(experiment_id, status)
     finally:

@@ -143,6 +143,24 @@ def execute_job(job: dict[str, Any]) -> Any:
 
 
 PARENT_PID_ENV = "NEMOFLOW_PARENT_PID"
+CODE_ROOT_ENV = "NEMOFLOW_CODE_ROOT"
+
+
+def _at_code_root(job: dict[str, Any]) -> dict[str, Any]:
+    """The job's code paths with ``${NEMOFLOW_CODE_ROOT}`` replaced: a backend that unpacks the code where only
+    the job knows (Ray's working_dir) writes its paths relative to it. Config values are never touched."""
+    root = os.environ.get(CODE_ROOT_ENV)
+    marker = "${" + CODE_ROOT_ENV + "}"
+    if not root:
+        return job
+
+    def at(path: str) -> str:
+        return root + path[len(marker) :] if path.startswith(marker) else path
+
+    job = {**job, "workdir": at(job["workdir"]), "sys_path": [at(p) for p in job.get("sys_path", [])]}
+    if job.get("pipeline"):
+        job["pipeline"] = {**job["pipeline"], "file": at(job["pipeline"]["file"])}
+    return job
 
 
 def die_with_parent(parent: int | None) -> None:
@@ -172,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parent = os.environ.get(PARENT_PID_ENV)
     die_with_parent(int(parent) if parent else None)
-    job = json.loads(Path(args[0]).read_text())
+    job = _at_code_root(json.loads(Path(args[0]).read_text()))
     os.environ[OUTPUT_DIR_ENV] = job["output_dir"]
     try:
         execute_job(job)

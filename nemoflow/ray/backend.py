@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -132,3 +133,26 @@ def cluster_backend(name: str, executor: Executor) -> ClusterBackend:
 
 def job_backend(name: str, executor: Executor, cluster_name: str | None) -> JobBackend:
     return _backend_class(executor, 1)(name, executor, cluster_name)
+
+
+# ---- port forwards: one per local port in this process; forwarding a port again replaces the old one ----
+_FORWARDS: dict[int, contextlib.ExitStack] = {}
+
+
+def open_forward(port: int, forward: contextlib.AbstractContextManager[Any]) -> None:
+    """Keep ``forward`` (a context manager that serves 127.0.0.1:``port``) open, closing an older one first."""
+    close_forward(port)
+    stack = contextlib.ExitStack()
+    stack.enter_context(forward)
+    _FORWARDS[port] = stack
+
+
+def close_forward(port: int) -> None:
+    stack = _FORWARDS.pop(port, None)
+    if stack is not None:
+        stack.close()
+
+
+def close_all_forwards() -> None:
+    for port in list(_FORWARDS):
+        close_forward(port)
