@@ -39,12 +39,6 @@ _EXPORTS = {
     "DockerExecutor": "nemoflow.executors.docker",
     "SlurmExecutor": "nemoflow.executors.slurm",
     "RayExecutor": "nemoflow.executors.ray",
-    "KubeRayExecutor": "nemoflow.executors.kuberay",
-    "KubeRayWorkerGroup": "nemoflow.executors.kuberay",
-    "KubernetesExecutor": "nemoflow.executors.kubernetes",
-    "SkyPilotExecutor": "nemoflow.executors.skypilot",
-    "DGXCloudExecutor": "nemoflow.executors.dgxcloud",
-    "LeptonExecutor": "nemoflow.executors.lepton",
     "LocalTunnel": "nemoflow.executors.tunnels",
     "SSHTunnel": "nemoflow.executors.tunnels",
     "GitArchivePackager": "nemoflow.executors.packagers",
@@ -95,12 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from nemoflow.executors.docker import DockerExecutor
     from nemoflow.executors.local import LocalExecutor
     from nemoflow.executors.packagers import GitArchivePackager, HybridPackager, PatternPackager
-    from nemoflow.executors.dgxcloud import DGXCloudExecutor
-    from nemoflow.executors.kuberay import KubeRayExecutor, KubeRayWorkerGroup
-    from nemoflow.executors.kubernetes import KubernetesExecutor
-    from nemoflow.executors.lepton import LeptonExecutor
     from nemoflow.executors.ray import RayExecutor
-    from nemoflow.executors.skypilot import SkyPilotExecutor
     from nemoflow.executors.slurm import SlurmExecutor
     from nemoflow.executors.tunnels import LocalTunnel, SSHTunnel
     from nemoflow.pipeline.experiment import Experiment, Plugin

@@ -15,11 +15,6 @@ REGISTRY: dict[str, str] = {
     "docker": "nemoflow.executors.docker:DockerExecutor",
     "slurm": "nemoflow.executors.slurm:SlurmExecutor",
     "ray": "nemoflow.executors.ray:RayExecutor",
-    "kuberay": "nemoflow.executors.kuberay:KubeRayExecutor",
-    "kubernetes": "nemoflow.executors.kubernetes:KubernetesExecutor",
-    "skypilot": "nemoflow.executors.skypilot:SkyPilotExecutor",
-    "dgxcloud": "nemoflow.executors.dgxcloud:DGXCloudExecutor",
-    "lepton": "nemoflow.executors.lepton:LeptonExecutor",
 }
 
 

@@ -109,19 +109,24 @@ class JobBackend(abc.ABC):
 # Executor class name -> (module of its backends, cluster backend class, job backend class).
 _BACKENDS = {
     "RayExecutor": ("nemoflow.ray.local", "LocalClusterBackend", "LocalJobBackend"),
-    "SlurmExecutor": ("nemoflow.ray.slurm", "SlurmClusterBackend", "SlurmJobBackend"),
-    "KubeRayExecutor": ("nemoflow.ray.kuberay", "KubeRayClusterBackend", "KubeRayJobBackend"),
 }
+# Not built yet (issue 14): a cluster inside an sbatch job (SlurmExecutor), KubeRay custom resources.
+_PLANNED = {"SlurmExecutor": "a Ray cluster inside a Slurm job", "KubeRayExecutor": "KubeRay custom resources"}
 
 
 def _backend_class(executor: Executor, index: int) -> type:
     import importlib
 
     kind = type(executor).__name__
+    if kind in _PLANNED:
+        raise UserError(
+            f"RayCluster/RayJob with a {kind} ({_PLANNED[kind]}) is not available yet",
+            hint="start the cluster yourself and use nemoflow.RayExecutor(address=<its dashboard URL>)",
+        )
     if kind not in _BACKENDS:
         raise UserError(
             f"no Ray backend for {kind}",
-            hint="give RayCluster/RayJob a nemoflow.RayExecutor (local), a SlurmExecutor or a KubeRayExecutor",
+            hint="give RayCluster/RayJob a nemoflow.RayExecutor (a head on this machine)",
         )
     module, *classes = _BACKENDS[kind]
     return getattr(importlib.import_module(module), classes[index])
