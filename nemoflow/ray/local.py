@@ -1,7 +1,9 @@
 """A Ray cluster on this machine: a real head (``ray start --head``) bound to 127.0.0.1, with its own temp dir.
 
-Its processes are found by that temp dir (every Ray process of a head names it in its command line), so
-``stop`` ends exactly them: never ``ray stop``, which ends every Ray process of the machine.
+``ray start`` runs in a session of its own, and every process the head spawns (GCS, raylet, dashboard, its
+agents, idle workers) stays in that session, so ``stop`` ends exactly them: never ``ray stop``, which ends
+every Ray process of the machine. Processes naming the cluster's temp dir are ended too (a session id can be
+lost when the state file is).
 """
 
 from __future__ import annotations
@@ -67,20 +69,22 @@ class LocalClusterBackend(ClusterBackend):
         for command in pre_ray_start_commands:
             subprocess.run(["bash", "-c", command], check=True, timeout=timeout)
         env = {**os.environ, **LOOPBACK_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        starter = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+        session = starter.pid
         try:
-            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+            output, _ = starter.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            self._kill(self._pids())
+            self._kill(self._pids(session))
             raise ExecutorError(f"Ray head {self.name!r} did not start within {timeout:g} s") from exc
-        if done.returncode != 0:
-            self._kill(self._pids())
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-            raise ExecutorError(f"`ray start --head` for cluster {self.name!r} failed (exit {done.returncode}):\n{tail}")
-        state.save(
-            KIND,
-            self.name,
-            {"backend": self.kind, "dashboard": self.executor.address, "temp_dir": self.temp_dir, "pids": self._pids()},
-        )
+        if starter.returncode != 0:
+            self._kill(self._pids(session))
+            tail = "\n".join(output.strip().splitlines()[-15:])
+            raise ExecutorError(f"`ray start --head` for cluster {self.name!r} failed (exit {starter.returncode}):\n{tail}")
+        record = {"backend": self.kind, "dashboard": self.executor.address, "temp_dir": self.temp_dir}
+        state.save(KIND, self.name, {**record, "session": session, "pids": self._pids(session)})
         if wait_until_ready:
             _wait_for_dashboard(self.executor.address, timeout, self.name)
         return None
@@ -105,7 +109,12 @@ class LocalClusterBackend(ClusterBackend):
 
     def stop(self) -> None:
         known = state.load(KIND, self.name) or {}
-        self._kill(sorted({*known.get("pids", []), *self._pids()}))
+        pids = sorted({*known.get("pids", []), *self._pids(known.get("session"))})
+        for _ in range(3):  # a worker the raylet forked while it was being stopped is found on the next pass
+            if not pids:
+                break
+            self._kill(pids)
+            pids = self._pids(known.get("session"))
         state.remove(KIND, self.name)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
@@ -125,15 +134,20 @@ class LocalClusterBackend(ClusterBackend):
             argv.append(f"--resources={json.dumps(executor.entrypoint_resources)}")
         return argv
 
-    def _pids(self) -> list[int]:
-        """The processes whose command line names this cluster's temp dir."""
+    def _pids(self, session: int | None = None) -> list[int]:
+        """The live processes of the head's session, and those whose command line names its temp dir."""
         marker = self.temp_dir.encode()
         found = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
-            with contextlib.suppress(OSError):
-                if marker in Path(f"/proc/{entry}/cmdline").read_bytes():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                if fields[0] == "Z":
+                    continue
+                if (session is not None and int(fields[3]) == session) or marker in Path(
+                    f"/proc/{entry}/cmdline"
+                ).read_bytes():
                     found.append(int(entry))
         return sorted(found)
 

@@ -35,6 +35,19 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def _session_members(session: int) -> list[int]:
+    """Live processes in ``session`` (GCS, raylet, dashboard, agents and workers all stay in the head's)."""
+    members = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == session:
+            members.append(int(entry))
+    return members
+
+
 def test_cluster_forward_job_logs_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("NEMOFLOW_RAY_STATE", str(tmp_path / "state"))
     dashboard = _free_port()
@@ -52,7 +65,8 @@ def test_cluster_forward_job_logs_stop(tmp_path: Path, monkeypatch: pytest.Monke
         assert found["state"] == "RUNNING" and found["ready"], found
         assert "RUNNING (ready)" in capsys.readouterr().out
         pids = found["details"]["pids"]
-        assert pids and all(b"/tmp/nf-ray-" in _cmdline(p) for p in pids)
+        session = found["details"]["session"]
+        assert pids and session not in (os.getsid(0), None)  # the head runs in a session of its own
         cluster.start(timeout=60)  # a live cluster of the same name is reused
         assert cluster.status(display=False)["details"]["pids"] == pids
 
@@ -81,6 +95,7 @@ def test_cluster_forward_job_logs_stop(tmp_path: Path, monkeypatch: pytest.Monke
         cluster.stop()
     assert cluster.status(display=False)["state"] == "NOT_FOUND"
     assert not [p for p in pids if _cmdline(p)], "every process of the cluster ended"
+    assert not _session_members(session), "no agent, idle worker or client server of the head is left behind"
     assert os.path.exists(f"/proc/{bystander}")
     with pytest.raises(OSError):
         _version(dashboard)
