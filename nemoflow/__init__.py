@@ -39,6 +39,8 @@ _EXPORTS = {
     "DockerExecutor": "nemoflow.executors.docker",
     "SlurmExecutor": "nemoflow.executors.slurm",
     "RayExecutor": "nemoflow.executors.ray",
+    "KubeRayExecutor": "nemoflow.executors.kuberay",
+    "KubeRayWorkerGroup": "nemoflow.executors.kuberay",
     "LocalTunnel": "nemoflow.executors.tunnels",
     "SSHTunnel": "nemoflow.executors.tunnels",
     "GitArchivePackager": "nemoflow.executors.packagers",
@@ -87,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from nemoflow.errors import BuildFailed, ConfigError, PipelineError, StepFailed, UserError
     from nemoflow.executors.base import Executor
     from nemoflow.executors.docker import DockerExecutor
+    from nemoflow.executors.kuberay import KubeRayExecutor, KubeRayWorkerGroup
     from nemoflow.executors.local import LocalExecutor
     from nemoflow.executors.packagers import GitArchivePackager, HybridPackager, PatternPackager
     from nemoflow.executors.ray import RayExecutor

@@ -15,6 +15,7 @@ REGISTRY: dict[str, str] = {
     "docker": "nemoflow.executors.docker:DockerExecutor",
     "slurm": "nemoflow.executors.slurm:SlurmExecutor",
     "ray": "nemoflow.executors.ray:RayExecutor",
+    "kuberay": "nemoflow.executors.kuberay:KubeRayExecutor",
 }
 
 

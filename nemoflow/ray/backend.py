@@ -109,9 +109,10 @@ class JobBackend(abc.ABC):
 # Executor class name -> (module of its backends, cluster backend class, job backend class).
 _BACKENDS = {
     "RayExecutor": ("nemoflow.ray.local", "LocalClusterBackend", "LocalJobBackend"),
+    "KubeRayExecutor": ("nemoflow.ray.kuberay", "KubeRayClusterBackend", "KubeRayJobBackend"),
 }
-# Not built yet (issue 14): a cluster inside an sbatch job (SlurmExecutor), KubeRay custom resources.
-_PLANNED = {"SlurmExecutor": "a Ray cluster inside a Slurm job", "KubeRayExecutor": "KubeRay custom resources"}
+# Not built yet (issue 14): a cluster inside an sbatch job (SlurmExecutor).
+_PLANNED = {"SlurmExecutor": "a Ray cluster inside a Slurm job"}
 
 
 def _backend_class(executor: Executor, index: int) -> type:

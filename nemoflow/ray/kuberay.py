@@ -1,0 +1,568 @@
+"""``RayCluster`` / ``RayJob`` as KubeRay custom resources (``ray.io/v1``), through the kubernetes client.
+
+A manifest is built by a pure function (:func:`cluster_manifest`, :func:`job_manifest`) and checked against
+the CRD's ``openAPIV3Schema`` (unknown fields refused, as the API server's ``fieldValidation=Strict`` does)
+before anything is created. The CRD comes from ``KubeRayExecutor(crd_dir=...)`` when given, else from the API
+server (``apiextensions.k8s.io/v1``). The resource is the state: nothing is remembered on this machine.
+A RayJob's log is its submitter pod's (KubeRay's default ``K8sJobMode``: a Kubernetes Job named after the
+RayJob runs ``ray job submit`` and follows the job's log); once that pod is gone, so is the log.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nemoflow.errors import ExecutorError, UserError
+from nemoflow.executors.kuberay import MAX_CLUSTER_NAME, MAX_JOB_NAME, KubeRayExecutor, api_client, resource_name
+from nemoflow.executors.relay import relay
+from nemoflow.ray.backend import ClusterBackend, ClusterStatus, JobBackend, JobStatus, open_forward
+from nemoflow.ray.jobs import runtime_env_for
+
+GROUP, VERSION = "ray.io", "v1"
+PLURALS = {"RayCluster": "rayclusters", "RayJob": "rayjobs"}
+CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
+CLUSTER_LABEL, NODE_TYPE_LABEL = "ray.io/cluster", "ray.io/node-type"
+HEAD_PORTS = {"gcs": 6379, "dashboard": 8265, "client": 10001}
+_JOB_WORDS = {"PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED"}
+
+
+# ---- manifests (pure) ---------------------------------------------------------------------------------------
+
+
+def cluster_manifest(name: str, executor: KubeRayExecutor, pre_ray_start_commands: list[str] | None = None) -> dict:
+    """The RayCluster resource named after ``name`` (a valid name derived from it)."""
+    metadata = {"name": resource_name(name, MAX_CLUSTER_NAME), "namespace": executor.namespace}
+    if executor.labels:
+        metadata["labels"] = dict(executor.labels)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RayCluster",
+        "metadata": metadata,
+        "spec": cluster_spec(executor, pre_ray_start_commands or []),
+    }
+
+
+def job_manifest(
+    name: str,
+    executor: KubeRayExecutor,
+    entrypoint: str,
+    runtime_env: dict[str, Any],
+    cluster_name: str | None = None,
+    pre_ray_start_commands: list[str] | None = None,
+    job_id: str | None = None,
+) -> dict:
+    """The RayJob resource: on the RayCluster ``cluster_name`` (``clusterSelector``), else with a cluster of its
+    own (``rayClusterSpec``) that KubeRay deletes when the job ends."""
+    metadata = {"name": resource_name(name, MAX_JOB_NAME), "namespace": executor.namespace}
+    if executor.labels:
+        metadata["labels"] = dict(executor.labels)
+    spec: dict[str, Any] = {"entrypoint": entrypoint}
+    if job_id:
+        spec["jobId"] = job_id
+    if runtime_env:
+        spec["runtimeEnvYAML"] = yaml.safe_dump(runtime_env, sort_keys=True)
+    if cluster_name:
+        spec["clusterSelector"] = {CLUSTER_LABEL: resource_name(cluster_name, MAX_CLUSTER_NAME)}
+    else:
+        spec["shutdownAfterJobFinishes"] = True
+        spec["rayClusterSpec"] = cluster_spec(executor, pre_ray_start_commands or [])
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RayJob", "metadata": metadata, "spec": spec}
+
+
+def cluster_spec(executor: KubeRayExecutor, pre_ray_start_commands: list[str]) -> dict:
+    head = _pod_template(executor, "ray-head", executor.head_cpu, executor.head_memory, 0, pre_ray_start_commands)
+    head["spec"]["containers"][0]["ports"] = [{"name": k, "containerPort": v} for k, v in HEAD_PORTS.items()]
+    workers = []
+    for group in executor.worker_groups:
+        low, high = group.bounds
+        template = _pod_template(
+            executor, "ray-worker", group.cpu_per_worker, group.memory_per_worker, group.gpus_per_worker,
+            pre_ray_start_commands,
+        )  # fmt: skip
+        workers.append(
+            {
+                "groupName": group.group_name,
+                "replicas": group.replicas,
+                "minReplicas": low,
+                "maxReplicas": high,
+                "rayStartParams": dict(group.ray_start_params),
+                "template": template,
+            }
+        )
+    return {
+        "rayVersion": executor.ray_version,
+        "headGroupSpec": {
+            "serviceType": executor.service_type,
+            "rayStartParams": {"dashboard-host": "0.0.0.0", **executor.ray_head_start_params},
+            "template": head,
+        },
+        "workerGroupSpecs": workers,
+    }
+
+
+def _pod_template(
+    executor: KubeRayExecutor, container: str, cpu: Any, memory: Any, gpus: int, pre_ray_start_commands: list[str]
+) -> dict:
+    resources: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    if gpus:
+        resources["nvidia.com/gpu"] = gpus
+    spec: dict[str, Any] = {"name": container, "image": executor.container_image}
+    spec["resources"] = {"requests": dict(resources), "limits": dict(resources)}
+    if executor.env_vars:
+        spec["env"] = [{"name": k, "value": v} for k, v in sorted(executor.env_vars.items())]
+    if executor.volume_mounts:
+        spec["volumeMounts"] = [dict(mount) for mount in executor.volume_mounts]
+    if pre_ray_start_commands:  # KubeRay runs the container's args, then `ray start` (`<args> && ray start ...`)
+        spec["args"] = [" && ".join(pre_ray_start_commands)]
+    pod: dict[str, Any] = {"containers": [spec]}
+    if executor.volumes:
+        pod["volumes"] = [dict(volume) for volume in executor.volumes]
+    template: dict[str, Any] = {"spec": pod}
+    if executor.labels:
+        template["metadata"] = {"labels": dict(executor.labels)}
+    return template
+
+
+# ---- validation against the CRD's schema ----------------------------------------------------------------------
+
+
+def validate(manifest: dict, schema: dict) -> None:
+    """Raise a UserError naming the first field of ``manifest`` that ``schema`` (an openAPIV3Schema) refuses."""
+    try:
+        import jsonschema
+    except ImportError as exc:  # pragma: no cover - depends on the extra
+        raise ExecutorError("checking KubeRay manifests needs jsonschema: pip install 'nemoflow[kubernetes]'") from exc
+    errors = sorted(jsonschema.Draft4Validator(schema).iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    first = errors[0]
+    path = _field_path(first.absolute_path)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    raise UserError(
+        f"{manifest['kind']} {manifest['metadata']['name']!r}: field {path} = {json.dumps(first.instance)[:200]}"
+        f" is refused by the KubeRay CRD schema: {first.message[:300]}{more}",
+        hint="fix that field of the KubeRayExecutor (volumes / volume_mounts are Kubernetes objects in camelCase)",
+    )
+
+
+def _field_path(parts: Any) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".") or "<the resource>"
+
+
+def strict(schema: Any) -> Any:
+    """``schema`` with unknown fields refused wherever it lists its fields and does not keep unknown ones."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    found = {key: strict(value) for key, value in schema.items()}
+    keeps_unknown = "additionalProperties" in found or found.get("x-kubernetes-preserve-unknown-fields")
+    if "properties" in found and not keeps_unknown:
+        found["additionalProperties"] = False
+    return found
+
+
+def schema_from_crd(crd: dict) -> dict:
+    """The served ``v1`` openAPIV3Schema of a CustomResourceDefinition, made strict."""
+    for version in crd["spec"]["versions"]:
+        if version["name"] == VERSION:
+            return strict(version["schema"]["openAPIV3Schema"])
+    raise ExecutorError(f"the CRD {crd['metadata']['name']} serves no {VERSION} version (a KubeRay older than 1.0?)")
+
+
+@functools.cache
+def _schema_file(path: str, mtime: float) -> dict:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with open(path) as handle:
+        return schema_from_crd(yaml.load(handle, Loader=loader))
+
+
+def local_schema(crd_dir: str, kind: str) -> dict:
+    path = Path(crd_dir).expanduser() / CRD_FILES[kind]
+    try:
+        return _schema_file(str(path), path.stat().st_mtime)
+    except OSError as exc:
+        raise UserError(
+            f"KubeRayExecutor(crd_dir={crd_dir!r}): cannot read {path}: {exc}",
+            hint="point it at KubeRay's ray-operator/config/crd/bases, or leave it None to ask the API server",
+        ) from exc
+
+
+# ---- the API server --------------------------------------------------------------------------------------------
+
+
+class Kube:
+    """The calls this backend makes, each turning the client's errors into an ExecutorError naming the resource."""
+
+    def __init__(self, executor: KubeRayExecutor) -> None:
+        self.executor = executor
+        self.namespace = executor.namespace
+        self._client = api_client(executor)
+        self._schemas: dict[str, dict] = {}
+
+    def schema(self, kind: str) -> dict:
+        if self.executor.crd_dir:
+            return local_schema(self.executor.crd_dir, kind)
+        if kind not in self._schemas:
+            from kubernetes import client
+
+            crd_name = f"{PLURALS[kind]}.{GROUP}"
+            api = client.ApiextensionsV1Api(self._client)
+            response = self._call(
+                f"CustomResourceDefinition {crd_name}", "read",
+                lambda: api.read_custom_resource_definition(crd_name, _preload_content=False),
+            )  # fmt: skip
+            self._schemas[kind] = schema_from_crd(json.loads(response.data))
+        return self._schemas[kind]
+
+    def create(self, manifest: dict) -> dict:
+        from kubernetes import client
+
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        api = client.CustomObjectsApi(self._client)
+        return self._call(
+            f"{kind} {self.namespace}/{name}", "create",
+            lambda: api.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURALS[kind], manifest, field_validation="Strict"
+            ),
+        )  # fmt: skip
+
+    def get(self, kind: str, name: str) -> dict | None:
+        """The resource, or None when there is none of that name."""
+        from kubernetes import client
+
+        api = client.CustomObjectsApi(self._client)
+        return self._call(
+            f"{kind} {self.namespace}/{name}", "read",
+            lambda: api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind], name),
+            missing=None,
+        )  # fmt: skip
+
+    def delete(self, kind: str, name: str) -> bool:
+        """Delete the resource (its pods go with it); False when there was none."""
+        from kubernetes import client
+
+        api = client.CustomObjectsApi(self._client)
+        done = self._call(
+            f"{kind} {self.namespace}/{name}", "delete",
+            lambda: api.delete_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURALS[kind], name, propagation_policy="Foreground"
+            ),
+            missing=False,
+        )  # fmt: skip
+        return done is not False
+
+    def pods(self, selector: str) -> list[dict]:
+        """The pods matching a label selector, newest first, as plain dicts (name, phase, created)."""
+        from kubernetes import client
+
+        api = client.CoreV1Api(self._client)
+        response = self._call(
+            f"pods {self.namespace} ({selector})", "list",
+            lambda: api.list_namespaced_pod(self.namespace, label_selector=selector, _preload_content=False),
+        )  # fmt: skip
+        items = json.loads(response.data).get("items", [])
+        found = [
+            {
+                "name": pod["metadata"]["name"],
+                "phase": pod.get("status", {}).get("phase", ""),
+                "created": pod["metadata"].get("creationTimestamp", ""),
+            }
+            for pod in items
+        ]
+        return sorted(found, key=lambda pod: pod["created"], reverse=True)
+
+    def pod_log(self, pod: str, lines: int, follow: bool) -> Any:
+        """The pod's log: text, or with ``follow`` the open response to read chunks from until the pod ends."""
+        from kubernetes import client
+
+        api = client.CoreV1Api(self._client)
+        tail = {"tail_lines": lines} if lines > 0 and not follow else {}
+        response = self._call(
+            f"pod {self.namespace}/{pod}", "read the log of",
+            lambda: api.read_namespaced_pod_log(pod, self.namespace, follow=follow, _preload_content=False, **tail),
+        )  # fmt: skip
+        return response if follow else response.data.decode("utf-8", "replace")
+
+    def open_port(self, pod: str, port: int) -> Any:
+        """A socket to ``port`` of ``pod``, through the API server's port-forward stream."""
+        from kubernetes import client
+        from kubernetes.stream import portforward
+
+        api = client.CoreV1Api(self._client)
+        forward = portforward(api.connect_get_namespaced_pod_portforward, pod, self.namespace, ports=str(port))
+        return _Closing(forward.socket(port))
+
+    def _call(self, what: str, verb: str, call: Any, missing: Any = ...) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return call()
+        except ApiException as exc:
+            if exc.status == 404 and missing is not ...:
+                return missing
+            raise ExecutorError(f"could not {verb} {what}: {_api_message(exc)}{_api_hint(exc, verb, what)}") from exc
+        except Exception as exc:  # urllib3's connection errors, timeouts, TLS: the API server was not reached
+            host = self._client.configuration.host
+            raise ExecutorError(
+                f"could not {verb} {what}: the Kubernetes API at {host} did not answer ({exc})"
+            ) from exc
+
+
+def _api_message(exc: Any) -> str:
+    message = ""
+    try:
+        message = json.loads(exc.body or "{}").get("message", "")
+    except (ValueError, AttributeError):
+        message = str(exc.body or "")[:300]
+    return f"HTTP {exc.status} {exc.reason or ''}".rstrip() + (f": {message}" if message else "")
+
+
+def _api_hint(exc: Any, verb: str, what: str) -> str:
+    if exc.status in (401, 403):
+        return f" (the kubeconfig's user may not {verb} it: check its RBAC, e.g. kubectl auth can-i {verb} ...)"
+    if exc.status == 404 and "CustomResourceDefinition" in what:
+        return " (is the KubeRay operator installed? Or give KubeRayExecutor(crd_dir=...) to check manifests here)"
+    if exc.status == 404:
+        return " (the KubeRay CRDs are not installed in this cluster, or the namespace does not exist)"
+    return ""
+
+
+class _Closing:
+    """The port-forward socket with ``with`` support (what the relay expects), closing the socket after."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def __enter__(self) -> _Closing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+
+
+# ---- the backends ----------------------------------------------------------------------------------------------
+
+
+class KubeRayClusterBackend(ClusterBackend):
+    """``RayCluster(name, KubeRayExecutor(...))``: a RayCluster resource named after ``name``."""
+
+    kind = "kuberay"
+
+    @property
+    def resource(self) -> str:
+        return resource_name(self.name, MAX_CLUSTER_NAME)
+
+    def start(
+        self, *, wait_until_ready: bool, timeout: float, dryrun: bool, pre_ray_start_commands: list[str]
+    ) -> str | None:
+        manifest = cluster_manifest(self.name, self.executor, pre_ray_start_commands)
+        if dryrun:  # no API call: checked only against CRDs on this machine
+            if self.executor.crd_dir:
+                validate(manifest, local_schema(self.executor.crd_dir, "RayCluster"))
+            return yaml.safe_dump(manifest, sort_keys=False)
+        kube = Kube(self.executor)
+        validate(manifest, kube.schema("RayCluster"))
+        if kube.get("RayCluster", self.resource) is None:  # else a cluster of this name exists: reuse it
+            kube.create(manifest)
+        if wait_until_ready:
+            self._wait(kube, timeout)
+        return None
+
+    def status(self) -> ClusterStatus:
+        found = Kube(self.executor).get("RayCluster", self.resource)
+        if found is None:
+            return ClusterStatus(self.name, self.kind, "NOT_FOUND", details={"resource": self.resource})
+        return cluster_status(self.name, found)
+
+    def port_forward(self, port: int, target_port: int) -> None:
+        kube = Kube(self.executor)
+        pod = self.head_pod(kube)
+        where = f"the Kubernetes API (pod {self.executor.namespace}/{pod} port {target_port})"
+        open_forward(port, relay(port, lambda _: kube.open_port(pod, target_port), where))
+
+    def stop(self) -> None:
+        Kube(self.executor).delete("RayCluster", self.resource)
+
+    def head_pod(self, kube: Kube) -> str:
+        selector = f"{CLUSTER_LABEL}={self.resource},{NODE_TYPE_LABEL}=head"
+        running = [pod for pod in kube.pods(selector) if pod["phase"] == "Running"]
+        if not running:
+            raise ExecutorError(
+                f"RayCluster {self.executor.namespace}/{self.resource} has no running head pod ({selector}) to forward"
+                " to (RayCluster.status() says where it is; start(wait_until_ready=True) waits for it)"
+            )
+        return running[0]["name"]
+
+    def _wait(self, kube: Kube, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = kube.get("RayCluster", self.resource)
+            state = cluster_status(self.name, found).state if found else "NOT_FOUND"
+            if state == "RUNNING":
+                return
+            if state in ("FAILED", "NOT_FOUND", "STOPPED") or time.monotonic() > deadline:
+                raise ExecutorError(
+                    f"RayCluster {self.executor.namespace}/{self.resource} is {state} after {timeout:g} s"
+                    if state not in ("FAILED", "NOT_FOUND", "STOPPED")
+                    else f"RayCluster {self.executor.namespace}/{self.resource} is {state}: {_reason(found)}"
+                )
+            time.sleep(self.executor.poll_interval)
+
+
+def cluster_status(name: str, resource: dict) -> ClusterStatus:
+    """Our words for a RayCluster's ``.status``: ``state`` ready -> RUNNING, suspended -> STOPPED, failed -> FAILED."""
+    status = resource.get("status") or {}
+    word = str(status.get("state", "")).lower()
+    state = {"ready": "RUNNING", "suspended": "STOPPED", "failed": "FAILED"}.get(word, "PENDING")
+    if resource.get("metadata", {}).get("deletionTimestamp"):
+        state = "STOPPED"
+    details = {
+        "resource": resource["metadata"]["name"],
+        "namespace": resource["metadata"].get("namespace"),
+        "kuberay_state": status.get("state", ""),
+        "head": status.get("head", {}),
+        "endpoints": status.get("endpoints", {}),
+        "ready_workers": status.get("readyWorkerReplicas"),
+    }
+    return ClusterStatus(name, "kuberay", state, state == "RUNNING", None, details)
+
+
+def _reason(resource: dict | None) -> str:
+    status = (resource or {}).get("status") or {}
+    return status.get("reason") or status.get("message") or "no reason given"
+
+
+class KubeRayJobBackend(JobBackend):
+    """``RayJob(name, KubeRayExecutor(...), cluster_name=None)``: a RayJob resource named after ``name``."""
+
+    kind = "kuberay"
+
+    @property
+    def resource(self) -> str:
+        return resource_name(self.name, MAX_JOB_NAME)
+
+    def start(
+        self,
+        command: str,
+        workdir: str | None,
+        runtime_env_yaml: str | None,
+        pre_ray_start_commands: list[str],
+        dryrun: bool,
+    ) -> str | None:
+        runtime_env = runtime_env_for(self.executor, None, runtime_env_yaml)
+        if workdir:
+            runtime_env["working_dir"] = _remote_workdir(workdir)
+        on_cluster = bool(self.cluster_name)
+        entrypoint = " && ".join([*(pre_ray_start_commands if on_cluster else []), command])
+        job_id = f"{self.resource}-{time.time_ns():x}"
+        manifest = job_manifest(
+            self.name, self.executor, entrypoint, runtime_env, self.cluster_name,
+            [] if on_cluster else pre_ray_start_commands, job_id,
+        )  # fmt: skip
+        if dryrun:
+            if self.executor.crd_dir:
+                validate(manifest, local_schema(self.executor.crd_dir, "RayJob"))
+            return yaml.safe_dump(manifest, sort_keys=False)
+        kube = Kube(self.executor)
+        validate(manifest, kube.schema("RayJob"))
+        if self.cluster_name:
+            cluster = resource_name(self.cluster_name, MAX_CLUSTER_NAME)
+            if kube.get("RayCluster", cluster) is None:
+                raise ExecutorError(
+                    f"RayJob {self.name!r}: no RayCluster {self.executor.namespace}/{cluster} to run on"
+                    " (start it with RayCluster(name, executor).start(), or leave cluster_name out for a cluster of its own)"
+                )
+        existing = kube.get("RayJob", self.resource)
+        if existing is not None:
+            raise ExecutorError(
+                f"RayJob {self.executor.namespace}/{self.resource} already exists ({job_status(self.name, existing).state});"
+                " RayJob(...).stop() deletes it, or give the job another name"
+            )
+        kube.create(manifest)
+        return job_id
+
+    def status(self) -> JobStatus:
+        found = Kube(self.executor).get("RayJob", self.resource)
+        if found is None:
+            return JobStatus(self.name, self.kind, "NOT_FOUND", details={"resource": self.resource})
+        return job_status(self.name, found)
+
+    def logs(self, follow: bool, lines: int) -> str:
+        kube = Kube(self.executor)
+        pods = kube.pods(f"job-name={self.resource}")
+        if not pods:
+            raise ExecutorError(
+                f"RayJob {self.executor.namespace}/{self.resource}: no submitter pod (job-name={self.resource}) to read"
+                " the log from yet, or any more (KubeRay's K8sJobMode runs one; it is deleted with the job)"
+            )
+        if not follow:
+            return kube.pod_log(pods[0]["name"], lines, follow=False)
+        chunks = []
+        response = kube.pod_log(pods[0]["name"], lines, follow=True)
+        try:
+            for chunk in response.stream(4096):
+                text = chunk.decode("utf-8", "replace")
+                chunks.append(text)
+                sys.stdout.write(text)
+                sys.stdout.flush()
+        finally:
+            response.release_conn()
+        text = "".join(chunks)
+        if lines <= 0:
+            return text
+        return "\n".join(text.rstrip("\n").split("\n")[-lines:]) + ("\n" if text else "")
+
+    def stop(self) -> None:
+        """Delete the RayJob: KubeRay stops the Ray job, and deletes the job's own cluster with it."""
+        Kube(self.executor).delete("RayJob", self.resource)
+
+
+def job_status(name: str, resource: dict) -> JobStatus:
+    """Our words for a RayJob's ``.status``: Ray's ``jobStatus`` when it has one; a failed deployment
+    (``jobDeploymentStatus`` Failed / ValidationFailed) is FAILED, a suspended one STOPPED, else PENDING."""
+    status = resource.get("status") or {}
+    job, deployment = status.get("jobStatus", ""), status.get("jobDeploymentStatus", "")
+    if deployment in ("Failed", "ValidationFailed"):
+        state = "FAILED"
+    elif job in _JOB_WORDS:
+        state = job
+    elif deployment in ("Suspended", "Suspending"):
+        state = "STOPPED"
+    else:
+        state = "PENDING"
+    details = {
+        "resource": resource["metadata"]["name"],
+        "namespace": resource["metadata"].get("namespace"),
+        "job_deployment_status": deployment,
+        "ray_cluster": status.get("rayClusterName", ""),
+        "dashboard": status.get("dashboardURL", ""),
+    }
+    job_id = status.get("jobId") or resource.get("spec", {}).get("jobId")
+    return JobStatus(
+        name, "kuberay", state, job_id, status.get("message", "") or status.get("reason", ""), None, details
+    )
+
+
+def _remote_workdir(workdir: str) -> str:
+    if "://" in workdir:
+        return workdir
+    raise UserError(
+        f"RayJob on KubeRay: workdir {workdir!r} is a folder on this machine, which the cluster cannot see",
+        hint="give a URI Ray downloads (https://.../code.zip, s3://, gs://), or forward the cluster's dashboard"
+        " (RayCluster.port_forward) and use RayJob(name, RayExecutor(address='http://127.0.0.1:8265')),"
+        " which uploads the folder",
+    )

@@ -1,0 +1,193 @@
+"""The KubeRay backend against the Kubernetes API: RayCluster and RayJob resources created, followed and deleted
+through the kubernetes client, talking to the stub API server of conftest.py (the documented protocol)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip(
+    "kubernetes", reason="needs the kubernetes client: pip install 'nemoflow[kubernetes]' (CI installs it)"
+)
+pytest.importorskip("jsonschema", reason="needs jsonschema: pip install 'nemoflow[kubernetes]' (CI installs it)")
+
+from conftest import CRD_DIR, KubeStub, write_kubeconfig
+
+import nemoflow
+from nemoflow.errors import ExecutorError, UserError
+from nemoflow.ray import RayCluster, RayJob
+
+CLUSTERS, JOBS = "/rayclusters", "/rayjobs"
+
+
+def executor(**extra: object) -> nemoflow.KubeRayExecutor:
+    group = nemoflow.KubeRayWorkerGroup(group_name="workers", replicas=2, gpus_per_worker=1)
+    return nemoflow.KubeRayExecutor(worker_groups=[group], crd_dir=str(CRD_DIR), poll_interval=0.05, **extra)
+
+
+def test_cluster_start_status_reuse_stop(kube: KubeStub) -> None:
+    """No Kubernetes API server can run on this machine; the stub speaks the documented protocol and the test
+    plays the operator by writing the resource's .status."""
+    cluster = RayCluster("Dev_Cluster", executor())
+    assert cluster.status(display=False)["state"] == "NOT_FOUND"
+    cluster.start(wait_until_ready=False)
+    assert len(kube.calls("POST", CLUSTERS)) == 1
+    stored = kube.objects[("rayclusters", "default", "dev-cluster")]
+    assert stored["spec"]["workerGroupSpecs"][0]["replicas"] == 2
+    assert cluster.status(display=False)["state"] == "PENDING"
+    kube.set_status("rayclusters", "dev-cluster", {"state": "ready", "head": {"podName": "dev-cluster-head-x"}})
+    found = cluster.status(display=False)
+    assert (
+        found["state"] == "RUNNING" and found["ready"] and found["details"]["head"]["podName"] == "dev-cluster-head-x"
+    )
+    cluster.start(wait_until_ready=True, timeout=5)  # a live cluster of the same name is reused
+    RayCluster("Dev_Cluster", executor()).start(wait_until_ready=False)
+    assert len(kube.calls("POST", CLUSTERS)) == 1
+    cluster.stop()
+    assert len(kube.calls("DELETE", CLUSTERS)) == 1
+    assert ("rayclusters", "default", "dev-cluster") not in kube.objects
+    assert cluster.status(display=False)["state"] == "NOT_FOUND"  # the API server answers 404 now
+    cluster.stop()  # stopping a cluster that is gone is not an error
+
+
+def test_cluster_start_waits_until_the_operator_says_ready(kube: KubeStub) -> None:
+    """No Kubernetes API server can run on this machine; the stub (documented protocol) is made ready by a
+    thread standing in for the KubeRay operator."""
+
+    def operator() -> None:
+        while ("rayclusters", "default", "waits") not in kube.objects:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        kube.set_status("rayclusters", "waits", {"state": "ready"})
+
+    thread = threading.Thread(target=operator, daemon=True)
+    thread.start()
+    RayCluster("waits", executor()).start(timeout=10)
+    thread.join()
+    assert len(kube.calls("GET", "/rayclusters/waits")) >= 2
+    with pytest.raises(ExecutorError, match=r"RayCluster default/slow is PENDING after 0.3 s"):
+        RayCluster("slow", executor()).start(timeout=0.3)
+
+
+def test_job_on_a_cluster_status_mapping_and_stop(kube: KubeStub) -> None:
+    """No Kubernetes API server can run on this machine; the stub speaks the documented protocol and the test
+    writes .status.jobStatus / .jobDeploymentStatus as the KubeRay operator does."""
+    with pytest.raises(ExecutorError, match="no RayCluster default/dev"):
+        RayJob("hello", executor(), cluster_name="dev").start("python hello.py")
+    assert kube.calls("POST", JOBS) == []
+    RayCluster("dev", executor()).start(wait_until_ready=False)
+    job = RayJob("Hello", executor(env_vars={"MODE": "test"}), cluster_name="dev")
+    job_id = job.start("python hello.py", runtime_env_yaml=None, pre_ray_start_commands=["pip list"])
+    stored = kube.objects[("rayjobs", "default", "hello")]
+    assert stored["spec"]["clusterSelector"] == {"ray.io/cluster": "dev"} and stored["spec"]["jobId"] == job_id
+    assert stored["spec"]["entrypoint"] == "pip list && python hello.py"
+    assert "MODE: test" in stored["spec"]["runtimeEnvYAML"]
+    assert job.status(display=False)["state"] == "PENDING"
+    for kuberay, ours in [
+        ({"jobDeploymentStatus": "Initializing"}, "PENDING"),
+        ({"jobStatus": "RUNNING", "jobDeploymentStatus": "Running", "jobId": job_id}, "RUNNING"),
+        ({"jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete", "jobId": job_id}, "SUCCEEDED"),
+        ({"jobStatus": "FAILED", "jobDeploymentStatus": "Failed", "message": "exit 3"}, "FAILED"),
+        ({"jobStatus": "RUNNING", "jobDeploymentStatus": "Failed", "reason": "DeadlineExceeded"}, "FAILED"),
+        ({"jobDeploymentStatus": "ValidationFailed", "message": "bad spec"}, "FAILED"),
+        ({"jobStatus": "STOPPED", "jobDeploymentStatus": "Complete"}, "STOPPED"),
+        ({"jobDeploymentStatus": "Suspended"}, "STOPPED"),
+    ]:
+        kube.set_status("rayjobs", "hello", kuberay)
+        found = job.status(display=False)
+        assert found["state"] == ours, kuberay
+        assert found["job_id"] == job_id
+    assert found["backend"] == "kuberay"
+    with pytest.raises(ExecutorError, match="already exists"):
+        job.start("python hello.py")  # a RayJob runs once; stop() deletes it
+    job.stop()
+    assert len(kube.calls("DELETE", "/rayjobs/hello")) == 1
+    assert job.status(display=False)["state"] == "NOT_FOUND"
+
+
+def test_job_with_a_cluster_of_its_own(kube: KubeStub) -> None:
+    """No Kubernetes API server can run on this machine; the stub (documented protocol) gets a RayJob that
+    embeds its cluster, which KubeRay shuts down when the job finishes."""
+    job = RayJob("solo", executor())
+    with pytest.raises(UserError, match="folder on this machine"):
+        job.start("python train.py", workdir=".")
+    job.start("python train.py", workdir="https://example.com/code.zip", pre_ray_start_commands=["pip install x"])
+    spec = kube.objects[("rayjobs", "default", "solo")]["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True and "clusterSelector" not in spec
+    assert spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["args"] == ["pip install x"]
+    assert (
+        spec["entrypoint"] == "python train.py"
+        and "working_dir: https://example.com/code.zip" in spec["runtimeEnvYAML"]
+    )
+    job.stop()
+    assert kube.objects == {}
+
+
+def test_job_logs_come_from_the_submitter_pod(kube: KubeStub) -> None:
+    """No Kubernetes API server can run on this machine; the stub speaks the documented protocol (pod list by
+    label selector, pod log with tailLines), and holds the submitter pod KubeRay's K8sJobMode would make."""
+    job = RayJob("logged", executor())
+    job.start("python train.py")
+    with pytest.raises(ExecutorError, match="no submitter pod"):
+        job.logs(lines=10)
+    kube.add_pod("logged-old", {"job-name": "logged"}, "Failed", "old run\n")
+    kube.add_pod("logged-new", {"job-name": "logged"}, "Running", "step 1\nstep 2\nstep 3\n")
+    kube.add_pod("other", {"job-name": "other"}, "Running", "not mine\n")
+    assert job.logs(lines=2) == "step 2\nstep 3\n"
+    assert job.logs(follow=True, lines=0) == "step 1\nstep 2\nstep 3\n"
+
+
+def test_crd_schema_is_read_from_the_api_server_without_crd_dir(kube: KubeStub) -> None:
+    """No Kubernetes API server can run on this machine; the stub serves the KubeRay CRDs (apiextensions.k8s.io/v1)
+    as an API server with KubeRay installed does, and a bad field is refused before any create."""
+    bad = nemoflow.KubeRayExecutor(volume_mounts=[{"name": "d", "mountPath": "/d", "subpath": "x"}])
+    with pytest.raises(UserError, match=r"volumeMounts\[0\].*'subpath' was unexpected"):
+        RayCluster("bad", bad).start(wait_until_ready=False)
+    assert kube.calls("GET", "customresourcedefinitions/rayclusters.ray.io") and kube.calls("POST") == []
+    RayCluster("good", nemoflow.KubeRayExecutor()).start(wait_until_ready=False)
+    assert len(kube.calls("POST", CLUSTERS)) == 1
+
+
+@pytest.mark.parametrize(("method", "code"), [("POST", 403), ("GET", 500)])
+def test_api_errors_name_the_resource(kube: KubeStub, method: str, code: int) -> None:
+    """No Kubernetes API server can run on this machine; the stub answers 403 Forbidden / 500 with the Status
+    body the API server sends."""
+    kube.errors[(method, "rayclusters")] = code
+    with pytest.raises(ExecutorError, match=rf"RayCluster default/denied: HTTP {code}") as caught:
+        RayCluster("denied", executor()).start(wait_until_ready=False)
+    if code == 403:
+        assert "forbidden" in str(caught.value) and "RBAC" in str(caught.value)
+    kube.errors[(method, "rayjobs")] = code
+    with pytest.raises(ExecutorError, match=rf"RayJob default/denied: HTTP {code}"):
+        RayJob("denied", executor()).start("true")
+
+
+def test_no_crd_installed_and_no_api_server(kube: KubeStub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Kubernetes API server can run on this machine; the stub (documented protocol) answers 404 for a CRD
+    that is not installed, and a kubeconfig pointing at a closed port reaches no server at all."""
+    kube._crds["rayclusters.ray.io"] = None  # type: ignore[assignment]
+    with pytest.raises(ExecutorError, match="KubeRay operator installed"):
+        RayCluster("x", nemoflow.KubeRayExecutor()).start(wait_until_ready=False)
+    closed = KubeStub()
+    url = closed.url
+    closed.server_close()
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "closed", url)))
+    with pytest.raises(ExecutorError, match=rf"RayCluster default/x: the Kubernetes API at {url} did not answer"):
+        RayCluster("x", executor()).status(display=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ExecutorError, match="no Kubernetes cluster configured"):
+        RayCluster("x", executor()).status(display=False)
+
+
+def test_port_forward_needs_a_running_head_pod(kube: KubeStub) -> None:
+    """No Kubernetes API server can run on this machine; the stub (documented protocol) lists pods by the
+    labels KubeRay puts on a head (ray.io/cluster, ray.io/node-type=head)."""
+    cluster = RayCluster("fwd", executor())
+    cluster.start(wait_until_ready=False)
+    kube.add_pod("fwd-head-abc", {"ray.io/cluster": "fwd", "ray.io/node-type": "head"}, "Pending")
+    with pytest.raises(ExecutorError, match=r"no running head pod \(ray.io/cluster=fwd,ray.io/node-type=head\)"):
+        cluster.port_forward(port=18265, target_port=8265)
