@@ -1,14 +1,16 @@
 """``KubeRayExecutor``: what a KubeRay RayCluster / RayJob custom resource is made of, checked before it is sent.
 
-The resources themselves are built, sent and followed by ``nemoflow.ray.kuberay`` (``RayCluster`` /
-``RayJob``). A pipeline step does not run on this executor directly: start a ``RayCluster`` with it,
-``port_forward`` its dashboard, and give the steps ``RayExecutor(address=<the forwarded URL>)``.
-The ``kubernetes`` client is imported only inside functions, here and in ``nemoflow/ray/kuberay.py``.
+Also here: :class:`Kube`, the API calls the KubeRay backend makes (``nemoflow/ray/kuberay.py`` builds the
+resources, sends them through it and follows them for ``RayCluster`` / ``RayJob``). A pipeline step does not
+run on this executor directly: start a ``RayCluster`` with it, ``port_forward`` its dashboard, and give the
+steps ``RayExecutor(address=<the forwarded URL>)``. The ``kubernetes`` client is imported only inside
+functions, here and in ``nemoflow/ray/kuberay.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from typing import Any
@@ -19,6 +21,8 @@ from nemoflow.errors import ExecutorError
 from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
 
 DEFAULT_RAY_VERSION = "2.43.0"
+GROUP, VERSION = "ray.io", "v1"
+PLURALS = {"RayCluster": "rayclusters", "RayJob": "rayjobs"}
 # Kubernetes' quantity syntax (the pattern the CRDs carry): "4Gi", "500m", "1.5", "2e3".
 QUANTITY = re.compile(
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
@@ -195,7 +199,7 @@ class KubeRayExecutor(Executor):
         return JobResult(JobState.FAILED, None, "KubeRayExecutor does not run steps (see submit)")
 
 
-# ---- the kubernetes client (imported here and in nemoflow/ray/kuberay.py only, inside functions) -------------
+# ---- the API server (the kubernetes client imported inside functions) ---------------------------------------
 
 
 def api_client(executor: KubeRayExecutor) -> Any:
@@ -209,7 +213,9 @@ def api_client(executor: KubeRayExecutor) -> Any:
     path = executor.kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     configuration = client.Configuration()
     try:
-        config.load_kube_config(config_file=path, context=executor.context, client_configuration=configuration)
+        config.load_kube_config(
+            config_file=path, context=executor.context, client_configuration=configuration, persist_config=False
+        )
     except (config.ConfigException, OSError) as exc:
         try:
             config.load_incluster_config(client_configuration=configuration)
@@ -219,3 +225,155 @@ def api_client(executor: KubeRayExecutor) -> Any:
                 " (set KUBECONFIG, or KubeRayExecutor(kubeconfig=..., context=...))"
             ) from exc
     return client.ApiClient(configuration)
+
+
+class Kube:
+    """The calls the KubeRay backend makes; each turns the client's errors into an ExecutorError naming the
+    resource."""
+
+    def __init__(self, executor: KubeRayExecutor) -> None:
+        self.executor = executor
+        self.namespace = executor.namespace
+        self._client = api_client(executor)
+        self._crds: dict[str, dict] = {}
+
+    def read_crd(self, name: str) -> dict:
+        """The CustomResourceDefinition ``name`` as the API server serves it (read once per instance)."""
+        if name not in self._crds:
+            from kubernetes import client
+
+            api = client.ApiextensionsV1Api(self._client)
+            response = self._call(
+                f"CustomResourceDefinition {name}", "read",
+                lambda: api.read_custom_resource_definition(name, _preload_content=False),
+            )  # fmt: skip
+            self._crds[name] = json.loads(response.data)
+        return self._crds[name]
+
+    def create(self, manifest: dict) -> dict:
+        from kubernetes import client
+
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        api = client.CustomObjectsApi(self._client)
+        return self._call(
+            f"{kind} {self.namespace}/{name}", "create",
+            lambda: api.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURALS[kind], manifest, field_validation="Strict"
+            ),
+        )  # fmt: skip
+
+    def get(self, kind: str, name: str) -> dict | None:
+        """The resource, or None when there is none of that name."""
+        from kubernetes import client
+
+        api = client.CustomObjectsApi(self._client)
+        return self._call(
+            f"{kind} {self.namespace}/{name}", "read",
+            lambda: api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind], name),
+            missing=None,
+        )  # fmt: skip
+
+    def delete(self, kind: str, name: str) -> bool:
+        """Delete the resource (its pods go with it); False when there was none."""
+        from kubernetes import client
+
+        api = client.CustomObjectsApi(self._client)
+        done = self._call(
+            f"{kind} {self.namespace}/{name}", "delete",
+            lambda: api.delete_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURALS[kind], name, propagation_policy="Foreground"
+            ),
+            missing=False,
+        )  # fmt: skip
+        return done is not False
+
+    def pods(self, selector: str) -> list[dict]:
+        """The pods matching a label selector, newest first, as plain dicts (name, phase, created)."""
+        from kubernetes import client
+
+        api = client.CoreV1Api(self._client)
+        response = self._call(
+            f"pods {self.namespace} ({selector})", "list",
+            lambda: api.list_namespaced_pod(self.namespace, label_selector=selector, _preload_content=False),
+        )  # fmt: skip
+        items = json.loads(response.data).get("items", [])
+        found = [
+            {
+                "name": pod["metadata"]["name"],
+                "phase": pod.get("status", {}).get("phase", ""),
+                "created": pod["metadata"].get("creationTimestamp", ""),
+            }
+            for pod in items
+        ]
+        return sorted(found, key=lambda pod: pod["created"], reverse=True)
+
+    def pod_log(self, pod: str, lines: int, follow: bool) -> Any:
+        """The pod's log: text, or with ``follow`` the open response to read chunks from until the pod ends."""
+        from kubernetes import client
+
+        api = client.CoreV1Api(self._client)
+        tail = {"tail_lines": lines} if lines > 0 and not follow else {}
+        response = self._call(
+            f"pod {self.namespace}/{pod}", "read the log of",
+            lambda: api.read_namespaced_pod_log(pod, self.namespace, follow=follow, _preload_content=False, **tail),
+        )  # fmt: skip
+        return response if follow else response.data.decode("utf-8", "replace")
+
+    def open_port(self, pod: str, port: int) -> Any:
+        """A socket to ``port`` of ``pod``, through the API server's port-forward stream."""
+        from kubernetes import client
+        from kubernetes.stream import portforward
+
+        api = client.CoreV1Api(self._client)
+        forward = portforward(api.connect_get_namespaced_pod_portforward, pod, self.namespace, ports=str(port))
+        return _Closing(forward.socket(port))
+
+    def _call(self, what: str, verb: str, call: Any, missing: Any = ...) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return call()
+        except ApiException as exc:
+            if exc.status == 404 and missing is not ...:
+                return missing
+            raise ExecutorError(f"could not {verb} {what}: {_api_message(exc)}{_api_hint(exc, verb, what)}") from exc
+        except Exception as exc:  # urllib3's connection errors, timeouts, TLS: the API server was not reached
+            host = self._client.configuration.host
+            raise ExecutorError(
+                f"could not {verb} {what}: the Kubernetes API at {host} did not answer ({exc})"
+            ) from exc
+
+
+def _api_message(exc: Any) -> str:
+    message = ""
+    try:
+        message = json.loads(exc.body or "{}").get("message", "")
+    except (ValueError, AttributeError):
+        message = str(exc.body or "")[:300]
+    return f"HTTP {exc.status} {exc.reason or ''}".rstrip() + (f": {message}" if message else "")
+
+
+def _api_hint(exc: Any, verb: str, what: str) -> str:
+    if exc.status in (401, 403):
+        return f" (the kubeconfig's user may not {verb} it: check its RBAC, e.g. kubectl auth can-i {verb} ...)"
+    if exc.status == 404 and "CustomResourceDefinition" in what:
+        return " (is the KubeRay operator installed? Or give KubeRayExecutor(crd_dir=...) to check manifests here)"
+    if exc.status == 404:
+        return " (the KubeRay CRDs are not installed in this cluster, or the namespace does not exist)"
+    return ""
+
+
+class _Closing:
+    """The port-forward socket with ``with`` support (what the relay expects), closing the socket after."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def __enter__(self) -> _Closing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()

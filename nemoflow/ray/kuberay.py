@@ -20,13 +20,20 @@ from typing import Any
 import yaml
 
 from nemoflow.errors import ExecutorError, UserError
-from nemoflow.executors.kuberay import MAX_CLUSTER_NAME, MAX_JOB_NAME, KubeRayExecutor, api_client, resource_name
+from nemoflow.executors.kuberay import (
+    GROUP,
+    MAX_CLUSTER_NAME,
+    MAX_JOB_NAME,
+    PLURALS,
+    VERSION,
+    Kube,
+    KubeRayExecutor,
+    resource_name,
+)
 from nemoflow.executors.relay import relay
 from nemoflow.ray.backend import ClusterBackend, ClusterStatus, JobBackend, JobStatus, open_forward
 from nemoflow.ray.jobs import runtime_env_for
 
-GROUP, VERSION = "ray.io", "v1"
-PLURALS = {"RayCluster": "rayclusters", "RayJob": "rayjobs"}
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 CLUSTER_LABEL, NODE_TYPE_LABEL = "ray.io/cluster", "ray.io/node-type"
 HEAD_PORTS = {"gcs": 6379, "dashboard": 8265, "client": 10001}
@@ -187,6 +194,13 @@ def _schema_file(path: str, mtime: float) -> dict:
         return schema_from_crd(yaml.load(handle, Loader=loader))
 
 
+def crd_schema(kube: Kube, kind: str) -> dict:
+    """The schema ``kind``'s manifests are checked against: from ``crd_dir`` when given, else the API server's CRD."""
+    if kube.executor.crd_dir:
+        return local_schema(kube.executor.crd_dir, kind)
+    return schema_from_crd(kube.read_crd(f"{PLURALS[kind]}.{GROUP}"))
+
+
 def local_schema(crd_dir: str, kind: str) -> dict:
     path = Path(crd_dir).expanduser() / CRD_FILES[kind]
     try:
@@ -196,162 +210,6 @@ def local_schema(crd_dir: str, kind: str) -> dict:
             f"KubeRayExecutor(crd_dir={crd_dir!r}): cannot read {path}: {exc}",
             hint="point it at KubeRay's ray-operator/config/crd/bases, or leave it None to ask the API server",
         ) from exc
-
-
-# ---- the API server --------------------------------------------------------------------------------------------
-
-
-class Kube:
-    """The calls this backend makes, each turning the client's errors into an ExecutorError naming the resource."""
-
-    def __init__(self, executor: KubeRayExecutor) -> None:
-        self.executor = executor
-        self.namespace = executor.namespace
-        self._client = api_client(executor)
-        self._schemas: dict[str, dict] = {}
-
-    def schema(self, kind: str) -> dict:
-        if self.executor.crd_dir:
-            return local_schema(self.executor.crd_dir, kind)
-        if kind not in self._schemas:
-            from kubernetes import client
-
-            crd_name = f"{PLURALS[kind]}.{GROUP}"
-            api = client.ApiextensionsV1Api(self._client)
-            response = self._call(
-                f"CustomResourceDefinition {crd_name}", "read",
-                lambda: api.read_custom_resource_definition(crd_name, _preload_content=False),
-            )  # fmt: skip
-            self._schemas[kind] = schema_from_crd(json.loads(response.data))
-        return self._schemas[kind]
-
-    def create(self, manifest: dict) -> dict:
-        from kubernetes import client
-
-        kind, name = manifest["kind"], manifest["metadata"]["name"]
-        api = client.CustomObjectsApi(self._client)
-        return self._call(
-            f"{kind} {self.namespace}/{name}", "create",
-            lambda: api.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURALS[kind], manifest, field_validation="Strict"
-            ),
-        )  # fmt: skip
-
-    def get(self, kind: str, name: str) -> dict | None:
-        """The resource, or None when there is none of that name."""
-        from kubernetes import client
-
-        api = client.CustomObjectsApi(self._client)
-        return self._call(
-            f"{kind} {self.namespace}/{name}", "read",
-            lambda: api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURALS[kind], name),
-            missing=None,
-        )  # fmt: skip
-
-    def delete(self, kind: str, name: str) -> bool:
-        """Delete the resource (its pods go with it); False when there was none."""
-        from kubernetes import client
-
-        api = client.CustomObjectsApi(self._client)
-        done = self._call(
-            f"{kind} {self.namespace}/{name}", "delete",
-            lambda: api.delete_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURALS[kind], name, propagation_policy="Foreground"
-            ),
-            missing=False,
-        )  # fmt: skip
-        return done is not False
-
-    def pods(self, selector: str) -> list[dict]:
-        """The pods matching a label selector, newest first, as plain dicts (name, phase, created)."""
-        from kubernetes import client
-
-        api = client.CoreV1Api(self._client)
-        response = self._call(
-            f"pods {self.namespace} ({selector})", "list",
-            lambda: api.list_namespaced_pod(self.namespace, label_selector=selector, _preload_content=False),
-        )  # fmt: skip
-        items = json.loads(response.data).get("items", [])
-        found = [
-            {
-                "name": pod["metadata"]["name"],
-                "phase": pod.get("status", {}).get("phase", ""),
-                "created": pod["metadata"].get("creationTimestamp", ""),
-            }
-            for pod in items
-        ]
-        return sorted(found, key=lambda pod: pod["created"], reverse=True)
-
-    def pod_log(self, pod: str, lines: int, follow: bool) -> Any:
-        """The pod's log: text, or with ``follow`` the open response to read chunks from until the pod ends."""
-        from kubernetes import client
-
-        api = client.CoreV1Api(self._client)
-        tail = {"tail_lines": lines} if lines > 0 and not follow else {}
-        response = self._call(
-            f"pod {self.namespace}/{pod}", "read the log of",
-            lambda: api.read_namespaced_pod_log(pod, self.namespace, follow=follow, _preload_content=False, **tail),
-        )  # fmt: skip
-        return response if follow else response.data.decode("utf-8", "replace")
-
-    def open_port(self, pod: str, port: int) -> Any:
-        """A socket to ``port`` of ``pod``, through the API server's port-forward stream."""
-        from kubernetes import client
-        from kubernetes.stream import portforward
-
-        api = client.CoreV1Api(self._client)
-        forward = portforward(api.connect_get_namespaced_pod_portforward, pod, self.namespace, ports=str(port))
-        return _Closing(forward.socket(port))
-
-    def _call(self, what: str, verb: str, call: Any, missing: Any = ...) -> Any:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return call()
-        except ApiException as exc:
-            if exc.status == 404 and missing is not ...:
-                return missing
-            raise ExecutorError(f"could not {verb} {what}: {_api_message(exc)}{_api_hint(exc, verb, what)}") from exc
-        except Exception as exc:  # urllib3's connection errors, timeouts, TLS: the API server was not reached
-            host = self._client.configuration.host
-            raise ExecutorError(
-                f"could not {verb} {what}: the Kubernetes API at {host} did not answer ({exc})"
-            ) from exc
-
-
-def _api_message(exc: Any) -> str:
-    message = ""
-    try:
-        message = json.loads(exc.body or "{}").get("message", "")
-    except (ValueError, AttributeError):
-        message = str(exc.body or "")[:300]
-    return f"HTTP {exc.status} {exc.reason or ''}".rstrip() + (f": {message}" if message else "")
-
-
-def _api_hint(exc: Any, verb: str, what: str) -> str:
-    if exc.status in (401, 403):
-        return f" (the kubeconfig's user may not {verb} it: check its RBAC, e.g. kubectl auth can-i {verb} ...)"
-    if exc.status == 404 and "CustomResourceDefinition" in what:
-        return " (is the KubeRay operator installed? Or give KubeRayExecutor(crd_dir=...) to check manifests here)"
-    if exc.status == 404:
-        return " (the KubeRay CRDs are not installed in this cluster, or the namespace does not exist)"
-    return ""
-
-
-class _Closing:
-    """The port-forward socket with ``with`` support (what the relay expects), closing the socket after."""
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-    def __enter__(self) -> _Closing:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._sock.close()
 
 
 # ---- the backends ----------------------------------------------------------------------------------------------
@@ -375,7 +233,7 @@ class KubeRayClusterBackend(ClusterBackend):
                 validate(manifest, local_schema(self.executor.crd_dir, "RayCluster"))
             return yaml.safe_dump(manifest, sort_keys=False)
         kube = Kube(self.executor)
-        validate(manifest, kube.schema("RayCluster"))
+        validate(manifest, crd_schema(kube, "RayCluster"))
         if kube.get("RayCluster", self.resource) is None:  # else a cluster of this name exists: reuse it
             kube.create(manifest)
         if wait_until_ready:
@@ -478,18 +336,20 @@ class KubeRayJobBackend(JobBackend):
                 validate(manifest, local_schema(self.executor.crd_dir, "RayJob"))
             return yaml.safe_dump(manifest, sort_keys=False)
         kube = Kube(self.executor)
-        validate(manifest, kube.schema("RayJob"))
+        validate(manifest, crd_schema(kube, "RayJob"))
         if self.cluster_name:
             cluster = resource_name(self.cluster_name, MAX_CLUSTER_NAME)
             if kube.get("RayCluster", cluster) is None:
                 raise ExecutorError(
                     f"RayJob {self.name!r}: no RayCluster {self.executor.namespace}/{cluster} to run on"
-                    " (start it with RayCluster(name, executor).start(), or leave cluster_name out for a cluster of its own)"
+                    " (start it with RayCluster(name, executor).start(),"
+                    " or leave cluster_name out for a cluster of its own)"
                 )
         existing = kube.get("RayJob", self.resource)
         if existing is not None:
+            state = job_status(self.name, existing).state
             raise ExecutorError(
-                f"RayJob {self.executor.namespace}/{self.resource} already exists ({job_status(self.name, existing).state});"
+                f"RayJob {self.executor.namespace}/{self.resource} already exists ({state});"
                 " RayJob(...).stop() deletes it, or give the job another name"
             )
         kube.create(manifest)

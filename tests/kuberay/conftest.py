@@ -3,14 +3,20 @@
 No Kubernetes API server can run on this machine, so this stub, an HTTP server on 127.0.0.1 in a thread,
 speaks the documented REST protocol for what the backend calls: custom objects (create, get, get status,
 delete; 409 AlreadyExists and 404 NotFound answered as ``Status`` objects, as the API server does), the CRDs
-(``apiextensions.k8s.io/v1``), and pod list / pod log. Objects live in memory; a test plays the KubeRay
+(``apiextensions.k8s.io/v1``), pod list / pod log, and pod port-forward (a WebSocket speaking
+``v4.channel.k8s.io``: per port a data and an error channel, each opened by a frame naming the port, then
+data frames prefixed by their channel byte). Objects live in memory; a test plays the KubeRay
 operator by setting an object's ``.status`` (:meth:`KubeStub.set_status`) and adding pods.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import socket
+import struct
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +30,8 @@ CRD_DIR = Path(__file__).parent / "crds"
 TOKEN = "stub-token"
 _CUSTOM = re.compile(r"^/apis/ray\.io/v1/namespaces/([^/]+)/(rayclusters|rayjobs)(?:/([^/]+))?(/status)?$")
 _CRD = re.compile(r"^/apis/apiextensions\.k8s\.io/v1/customresourcedefinitions/([^/]+)$")
-_PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)/(log))?$")
+_PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)/(log|portforward))?$")
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 _KINDS = {"rayclusters": "RayCluster", "rayjobs": "RayJob"}
 
 
@@ -40,6 +47,8 @@ class KubeStub(ThreadingHTTPServer):
         self.logs: dict[tuple[str, str], str] = {}
         self.requests: list[tuple[str, str]] = []
         self.errors: dict[tuple[str, str], int] = {}  # (method, plural or "pods") -> HTTP status to answer
+        self.pod_ports: dict[tuple[str, int], tuple[str, int]] = {}  # (pod, port) -> where that port really is
+        self.forwards = 0  # port-forward streams opened
         self.lock = threading.Lock()
         self._crds: dict[str, dict] = {}
         self._version = 0
@@ -120,6 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
             if crd is None:
                 return self._not_found("customresourcedefinitions.apiextensions.k8s.io", found.group(1))
             return self._send(200, crd)
+        if (found := _PODS.match(url.path)) and method == "GET" and found.group(3) == "portforward":
+            return self._port_forward(found.group(2), int(query["ports"]))
         if (found := _PODS.match(url.path)) and method == "GET":
             return self._pods(found.group(1), found.group(2), query)
         return self._send(404, status_object(404, "NotFound", "the server could not find the requested resource"))
@@ -170,6 +181,72 @@ class _Handler(BaseHTTPRequestHandler):
             lines = text.splitlines(keepends=True)
             text = "".join(lines[-int(query["tailLines"]) :])
         return self._send(200, text.encode(), "text/plain")
+
+    def _port_forward(self, pod: str, port: int) -> None:
+        """Upgrade to a WebSocket, then relay channel 0 to the TCP address standing in for the pod's port."""
+        stub = self.server
+        if ("default", pod) not in stub.pods or (pod, port) not in stub.pod_ports:
+            return self._not_found("pods", pod)
+        protocols = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        if "v4.channel.k8s.io" not in protocols:
+            return self._send(400, status_object(400, "BadRequest", "port-forward needs v4.channel.k8s.io"))
+        accept = base64.b64encode(hashlib.sha1((self.headers["Sec-WebSocket-Key"] + _WS_GUID).encode()).digest())
+        self.send_response(101)
+        for key, value in [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept.decode()),
+        ]:
+            self.send_header(key, value)
+        self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
+        self.end_headers()
+        stub.forwards += 1
+        upstream = socket.create_connection(stub.pod_ports[(pod, port)])
+        lock = threading.Lock()
+        opening = struct.pack("<H", port)
+
+        def send(opcode: int, payload: bytes) -> None:
+            size = len(payload)
+            head = (
+                struct.pack("!BB", 0x80 | opcode, size) if size < 126 else struct.pack("!BBH", 0x80 | opcode, 126, size)
+            )
+            if size >= 1 << 16:
+                head = struct.pack("!BBQ", 0x80 | opcode, 127, size)
+            with lock:
+                self.wfile.write(head + payload)
+
+        def pod_to_client() -> None:
+            while data := upstream.recv(65536):
+                send(0x2, b"\x00" + data)
+            send(0x8, struct.pack("!H", 1000))  # the pod's side closed: close the stream
+
+        send(0x2, b"\x00" + opening)  # data channel, then error channel, each opened with the port number
+        send(0x2, b"\x01" + opening)
+        threading.Thread(target=pod_to_client, daemon=True).start()
+        try:
+            while (frame := self._read_frame()) is not None:
+                opcode, payload = frame
+                if opcode == 0x8:
+                    break
+                if opcode == 0x2 and payload[:1] == b"\x00":
+                    upstream.sendall(payload[1:])
+        finally:
+            upstream.close()
+            self.close_connection = True
+
+    def _read_frame(self) -> tuple[int, bytes] | None:
+        """One client frame (masked, as RFC 6455 requires of clients), or None at the end of the stream."""
+        head = self.rfile.read(2)
+        if len(head) < 2:
+            return None
+        size = head[1] & 0x7F
+        if size == 126:
+            size = struct.unpack("!H", self.rfile.read(2))[0]
+        elif size == 127:
+            size = struct.unpack("!Q", self.rfile.read(8))[0]
+        mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+        data = self.rfile.read(size)
+        return head[0] & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
     def _not_found(self, resource: str, name: str) -> None:
         message = f'{resource} "{name}" not found'

@@ -3,8 +3,12 @@ through the kubernetes client, talking to the stub API server of conftest.py (th
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ from conftest import CRD_DIR, KubeStub, write_kubeconfig
 import nemoflow
 from nemoflow.errors import ExecutorError, UserError
 from nemoflow.ray import RayCluster, RayJob
+from nemoflow.ray.backend import close_forward
 
 CLUSTERS, JOBS = "/rayclusters", "/rayjobs"
 
@@ -183,11 +188,52 @@ def test_no_crd_installed_and_no_api_server(kube: KubeStub, tmp_path: Path, monk
         RayCluster("x", executor()).status(display=False)
 
 
-def test_port_forward_needs_a_running_head_pod(kube: KubeStub) -> None:
-    """No Kubernetes API server can run on this machine; the stub (documented protocol) lists pods by the
-    labels KubeRay puts on a head (ray.io/cluster, ray.io/node-type=head)."""
+def test_port_forward_reaches_the_head_pod_through_the_api_server(kube: KubeStub) -> None:
+    """No Kubernetes API server can run on this machine; the stub speaks the documented protocol: pods listed by
+    the labels KubeRay puts on a head (ray.io/cluster, ray.io/node-type=head), and the pod port-forward WebSocket
+    (v4.channel.k8s.io), relayed to a local HTTP server standing in for the head's dashboard."""
+    dashboard = ThreadingHTTPServer(("127.0.0.1", 0), _Dashboard)
+    threading.Thread(target=dashboard.serve_forever, args=(0.05,), daemon=True).start()
     cluster = RayCluster("fwd", executor())
     cluster.start(wait_until_ready=False)
     kube.add_pod("fwd-head-abc", {"ray.io/cluster": "fwd", "ray.io/node-type": "head"}, "Pending")
+    port = _free_port()
     with pytest.raises(ExecutorError, match=r"no running head pod \(ray.io/cluster=fwd,ray.io/node-type=head\)"):
-        cluster.port_forward(port=18265, target_port=8265)
+        cluster.port_forward(port=port, target_port=8265)
+    kube.add_pod("fwd-head-abc", {"ray.io/cluster": "fwd", "ray.io/node-type": "head"}, "Running")
+    kube.add_pod("fwd-worker-x", {"ray.io/cluster": "fwd", "ray.io/node-type": "worker"}, "Running")
+    kube.pod_ports[("fwd-head-abc", 8265)] = dashboard.server_address[:2]
+    try:
+        cluster.port_forward(port=port, target_port=8265)
+        for _ in range(2):  # a stream per connection
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=10) as response:
+                assert json.loads(response.read()) == {"ray_version": "stub", "path": "/api/version"}
+        assert kube.forwards == 2
+        cluster.port_forward(port=port, target_port=8265)  # forwarding the port again replaces the old forward
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/x", timeout=10) as response:
+            assert json.loads(response.read())["path"] == "/x"
+    finally:
+        close_forward(port)
+        dashboard.shutdown()
+        dashboard.server_close()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=2)
+
+
+class _Dashboard(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = json.dumps({"ray_version": "stub", "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
