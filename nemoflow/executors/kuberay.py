@@ -329,6 +329,7 @@ class Kube:
         return _Closing(forward.socket(port))
 
     def _call(self, what: str, verb: str, call: Any, missing: Any = ...) -> Any:
+        import urllib3
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -337,7 +338,7 @@ class Kube:
             if exc.status == 404 and missing is not ...:
                 return missing
             raise ExecutorError(f"could not {verb} {what}: {_api_message(exc)}{_api_hint(exc, verb, what)}") from exc
-        except Exception as exc:  # urllib3's connection errors, timeouts, TLS: the API server was not reached
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # refused, timed out, TLS: no answer
             host = self._client.configuration.host
             raise ExecutorError(
                 f"could not {verb} {what}: the Kubernetes API at {host} did not answer ({exc})"

@@ -38,6 +38,7 @@ CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.
 CLUSTER_LABEL, NODE_TYPE_LABEL = "ray.io/cluster", "ray.io/node-type"
 HEAD_PORTS = {"gcs": 6379, "dashboard": 8265, "client": 10001}
 _JOB_WORDS = {"PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED"}
+DELETE_WAIT = 300.0  # seconds RayJob.start waits for a stopped RayJob of its name to be gone
 
 
 # ---- manifests (pure) ---------------------------------------------------------------------------------------
@@ -234,7 +235,11 @@ class KubeRayClusterBackend(ClusterBackend):
             return yaml.safe_dump(manifest, sort_keys=False)
         kube = Kube(self.executor)
         validate(manifest, crd_schema(kube, "RayCluster"))
-        if kube.get("RayCluster", self.resource) is None:  # else a cluster of this name exists: reuse it
+        existing = kube.get("RayCluster", self.resource)
+        if existing is not None and existing["metadata"].get("deletionTimestamp"):
+            wait_gone(kube, "RayCluster", self.resource, timeout)  # a stopped cluster still going away
+            existing = None
+        if existing is None:  # else a cluster of this name exists: reuse it
             kube.create(manifest)
         if wait_until_ready:
             self._wait(kube, timeout)
@@ -279,6 +284,15 @@ class KubeRayClusterBackend(ClusterBackend):
                     else f"RayCluster {self.executor.namespace}/{self.resource} is {state}: {_reason(found)}"
                 )
             time.sleep(self.executor.poll_interval)
+
+
+def wait_gone(kube: Kube, kind: str, name: str, timeout: float) -> None:
+    """Wait until the API server answers 404 for a resource being deleted (its finalizers and pods go first)."""
+    deadline = time.monotonic() + timeout
+    while kube.get(kind, name) is not None:
+        if time.monotonic() > deadline:
+            raise ExecutorError(f"{kind} {kube.namespace}/{name} is still being deleted after {timeout:g} s")
+        time.sleep(kube.executor.poll_interval)
 
 
 def cluster_status(name: str, resource: dict) -> ClusterStatus:
@@ -346,6 +360,9 @@ class KubeRayJobBackend(JobBackend):
                     " or leave cluster_name out for a cluster of its own)"
                 )
         existing = kube.get("RayJob", self.resource)
+        if existing is not None and existing["metadata"].get("deletionTimestamp"):
+            wait_gone(kube, "RayJob", self.resource, DELETE_WAIT)  # a stopped job still going away
+            existing = None
         if existing is not None:
             state = job_status(self.name, existing).state
             raise ExecutorError(
@@ -363,16 +380,11 @@ class KubeRayJobBackend(JobBackend):
 
     def logs(self, follow: bool, lines: int) -> str:
         kube = Kube(self.executor)
-        pods = kube.pods(f"job-name={self.resource}")
-        if not pods:
-            raise ExecutorError(
-                f"RayJob {self.executor.namespace}/{self.resource}: no submitter pod (job-name={self.resource}) to read"
-                " the log from yet, or any more (KubeRay's K8sJobMode runs one; it is deleted with the job)"
-            )
+        pod = self._submitter(kube, wait=follow)
         if not follow:
-            return kube.pod_log(pods[0]["name"], lines, follow=False)
+            return kube.pod_log(pod, lines, follow=False)
         chunks = []
-        response = kube.pod_log(pods[0]["name"], lines, follow=True)
+        response = kube.pod_log(pod, lines, follow=True)
         try:
             for chunk in response.stream(4096):
                 text = chunk.decode("utf-8", "replace")
@@ -389,6 +401,22 @@ class KubeRayJobBackend(JobBackend):
     def stop(self) -> None:
         """Delete the RayJob: KubeRay stops the Ray job, and deletes the job's own cluster with it."""
         Kube(self.executor).delete("RayJob", self.resource)
+
+    def _submitter(self, kube: Kube, wait: bool) -> str:
+        """The newest submitter pod; with ``wait``, the newest that has started, once there is one."""
+        selector = f"job-name={self.resource}"
+        while True:
+            pods = kube.pods(selector)
+            started = [pod for pod in pods if pod["phase"] != "Pending"]
+            if started or (pods and not wait):
+                return (started or pods)[0]["name"]
+            job = kube.get("RayJob", self.resource) if wait else None
+            if job is None or job_status(self.name, job).finished:
+                raise ExecutorError(
+                    f"RayJob {self.executor.namespace}/{self.resource}: no submitter pod ({selector}) to read the log"
+                    " from yet, or any more (KubeRay's K8sJobMode runs one; it is deleted with the job)"
+                )
+            time.sleep(self.executor.poll_interval)
 
 
 def job_status(name: str, resource: dict) -> JobStatus:

@@ -131,6 +131,28 @@ def test_job_with_a_cluster_of_its_own(kube: KubeStub) -> None:
     assert kube.objects == {}
 
 
+def test_start_waits_for_a_stopped_resource_of_its_name_to_be_gone(kube: KubeStub) -> None:
+    """No Kubernetes API server can run on this machine; the stub (documented protocol) holds a resource with a
+    deletionTimestamp, as the API server does while finalizers and dependent pods go, until a thread removes it."""
+    RayCluster("again", executor()).start(wait_until_ready=False)
+    RayJob("again", executor(), cluster_name="again").start("true")
+    for plural in ("rayclusters", "rayjobs"):
+        kube.objects[(plural, "default", "again")]["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+
+    def finalizers_done() -> None:
+        time.sleep(0.3)
+        with kube.lock:
+            for plural in ("rayclusters", "rayjobs"):
+                del kube.objects[(plural, "default", "again")]
+
+    assert RayCluster("again", executor()).status(display=False)["state"] == "STOPPED"
+    threading.Thread(target=finalizers_done, daemon=True).start()
+    RayCluster("again", executor()).start(wait_until_ready=False, timeout=10)
+    RayJob("again", executor(), cluster_name="again").start("true")
+    assert len(kube.calls("POST", CLUSTERS)) == 2 and len(kube.calls("POST", JOBS)) == 2
+    assert "deletionTimestamp" not in kube.objects[("rayclusters", "default", "again")]["metadata"]
+
+
 def test_job_logs_come_from_the_submitter_pod(kube: KubeStub) -> None:
     """No Kubernetes API server can run on this machine; the stub speaks the documented protocol (pod list by
     label selector, pod log with tailLines), and holds the submitter pod KubeRay's K8sJobMode would make."""
@@ -143,6 +165,21 @@ def test_job_logs_come_from_the_submitter_pod(kube: KubeStub) -> None:
     kube.add_pod("other", {"job-name": "other"}, "Running", "not mine\n")
     assert job.logs(lines=2) == "step 2\nstep 3\n"
     assert job.logs(follow=True, lines=0) == "step 1\nstep 2\nstep 3\n"
+    later = RayJob("later", executor())
+    later.start("python train.py")
+
+    def submitter_starts() -> None:
+        time.sleep(0.3)
+        kube.add_pod("later-x", {"job-name": "later"}, "Pending")
+        time.sleep(0.3)
+        kube.add_pod("later-x", {"job-name": "later"}, "Running", "hello\n")
+
+    threading.Thread(target=submitter_starts, daemon=True).start()
+    assert later.logs(follow=True) == "hello\n"  # follow waits for the submitter pod to start
+    kube.set_status("rayjobs", "later", {"jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete"})
+    kube.pods.clear()
+    with pytest.raises(ExecutorError, match="no submitter pod"):
+        later.logs(follow=True)  # the job has finished and its pod is gone: nothing to wait for
 
 
 def test_crd_schema_is_read_from_the_api_server_without_crd_dir(kube: KubeStub) -> None:

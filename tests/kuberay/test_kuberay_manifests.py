@@ -3,6 +3,7 @@ in crds/, from github:ray-project/kuberay ray-operator/config/crd/bases), and ba
 
 from __future__ import annotations
 
+import json
 import re
 
 import pydantic
@@ -18,7 +19,7 @@ from conftest import CRD_DIR
 
 import nemoflow
 from nemoflow.errors import ExecutorError, UserError
-from nemoflow.executors import make_executor
+from nemoflow.executors import executor_from_data, executor_to_data, make_executor
 from nemoflow.executors.base import Job
 from nemoflow.executors.kuberay import MAX_CLUSTER_NAME, MAX_JOB_NAME, resource_name
 from nemoflow.ray import RayCluster, RayJob
@@ -193,3 +194,13 @@ def test_a_step_given_a_kuberay_executor_says_how_to_run_steps_on_kuberay(tmp_pa
     with pytest.raises(ExecutorError, match="port_forward") as caught:
         executor.submit(job)
     assert "RayExecutor(address=" in str(caught.value) and "RayCluster" in str(caught.value)
+
+
+def test_the_executor_round_trips_as_data() -> None:
+    """No Kubernetes API server can run on this machine, and none is needed: the executor is recorded in the
+    ledger as data and made again from it (worker groups included)."""
+    executor = full_executor()
+    data = executor_to_data(executor)
+    assert data["class"] == "nemoflow.executors.kuberay:KubeRayExecutor"
+    again = executor_from_data(json.loads(json.dumps(data)))
+    assert again == executor and isinstance(again.worker_groups[1], nemoflow.KubeRayWorkerGroup)
