@@ -23,6 +23,8 @@ SSH_PORT=2222
 CLUSTER=nemoflow
 PARTITION=debug
 PACKAGES=(openssh-server munge slurm-wlm slurmdbd mariadb-server docker.io debootstrap python3-venv busybox-static python3-torch)
+RAY_VENV=/opt/nemoflow-ray  # Ray for nftest: the Ray cluster that tests/raybackends start inside a Slurm job
+RAY_VERSION=${NEMOFLOW_RAY_VERSION:-2.60.0}
 TORCH_VENV=/opt/nemoflow-torch  # Debian's CPU torch (python3-torch) + nemoflow's step runtime: the torchrun test
 
 log() { echo "services.sh: $*" >&2; }
@@ -140,6 +142,16 @@ if ! "$TORCH_VENV/bin/python" -c "import torch, pydantic, dill" >/dev/null 2>&1;
 fi
 chmod -R a+rX "$TORCH_VENV"
 echo "torch-python: $(took "$t")s ($TORCH_VENV)"
+
+t=$(now)
+if ! "$RAY_VENV/bin/python" -c "import ray, ray.dashboard, pydantic, dill, yaml" >/dev/null 2>&1 \
+    || [ "$("$RAY_VENV/bin/python" -c 'import ray; print(ray.__version__)')" != "$RAY_VERSION" ]; then
+    [ -x "$RAY_VENV/bin/python" ] || /usr/bin/python3 -m venv "$RAY_VENV"
+    "$RAY_VENV/bin/pip" install -q --disable-pip-version-check "ray[default]==$RAY_VERSION" pydantic dill pyyaml
+fi
+chmod -R a+rX "$RAY_VENV"
+runuser -u nftest -- "$RAY_VENV/bin/ray" --version >/dev/null || die "nftest cannot run $RAY_VENV/bin/ray"
+echo "ray-python: $(took "$t")s ($RAY_VENV, ray $RAY_VERSION)"
 
 # --- Slurm (munge, MariaDB, slurmdbd, slurmctld, slurmd) ----------------------------------------------------
 t=$(now)
@@ -351,7 +363,8 @@ write_if_changed "$CI/services.json" <<EOF || true
     "partition": "$PARTITION",
     "cluster": "$CLUSTER",
     "remote_python": "$VENV/bin/python",
-    "torch_python": "$TORCH_VENV/bin/python"
+    "torch_python": "$TORCH_VENV/bin/python",
+    "ray_python": "$RAY_VENV/bin/python"
   },
   "docker": {
     "base_url": "unix:///var/run/docker.sock",

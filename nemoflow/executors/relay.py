@@ -20,12 +20,23 @@ def relay(local_port: int, opener: Callable[[tuple[str, int]], Any], what: str) 
     except OSError as exc:
         raise ExecutorError(f"cannot forward 127.0.0.1:{local_port} through {what}: {exc}") from exc
     server.opener = opener
+    server.timeout = 0.1
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            server.handle_request()  # returns after ``timeout`` without a client
+
+    # Not serve_forever/shutdown: shutdown() waits for the serving thread for ever, and at interpreter exit
+    # (a forward closed by the garbage collector) that daemon thread is gone, so the process would hang.
+    thread = threading.Thread(target=serve, name=f"forward-{local_port}", daemon=True)
     with server:
-        threading.Thread(target=server.serve_forever, args=(0.1,), name=f"forward-{local_port}", daemon=True).start()
+        thread.start()
         try:
             yield
         finally:
-            server.shutdown()
+            stop.set()
+            thread.join(timeout=2)
 
 
 class _RelayServer(socketserver.ThreadingTCPServer):

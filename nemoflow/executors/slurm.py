@@ -79,6 +79,10 @@ class SlurmExecutor(Executor):
     python: str | None = None  # the interpreter on the cluster (default: this one on the login node, python3 over SSH)
     shared_filesystem: bool | None = None  # the store's paths are the same there (default: True for LocalTunnel)
     poll_interval: float = 2.0
+    ray_cluster: bool = False
+    """Start a Ray cluster inside the step's job (the head on its first node, a worker on each other node) and
+    run the step on the head with ``RAY_ADDRESS`` set, so ``ray.init()`` in the step attaches to it."""
+    ray_ready_timeout: float = pydantic.Field(default=600, gt=0)
 
     # ---- the five verbs -------------------------------------------------------------------------
     def submit(self, job: Job) -> Handle:
@@ -189,6 +193,8 @@ class SlurmExecutor(Executor):
         env = {k: v for k, v in {**job.env, **self.env_vars}.items() if k not in _NOT_FORWARDED}
         header = f"nemoflow step {job.step!r}, key {job.key}, run {job.run_id or '(dry run)'}"
         header += f"\nre-submit by hand with: sbatch {paths.root}/{SBATCH_FILE}"
+        if self.ray_cluster:
+            return self._ray_script(job, paths, after, header, env)
         return render_script(
             self,
             header=header,
@@ -200,6 +206,31 @@ class SlurmExecutor(Executor):
             after=list(after),
             mounts=[f"{paths.root}:{paths.root}"] if self.container_image else [],
             preview=preview,
+        )
+
+    def _ray_script(
+        self, job: Job, paths: RemotePaths, after: tuple[str, ...] | list[str], header: str, env: dict[str, str]
+    ) -> str:
+        from nemoflow.executors.slurm_ray import cluster_script
+
+        if self.launcher is not None or self.container_image:
+            raise ExecutorError(
+                f"step {job.step!r}: ray_cluster=True runs the step as the driver of its own Ray cluster; "
+                "drop launcher/container_image (Ray starts the processes on every node)"
+            )
+        return cluster_script(
+            self,
+            name=job.step,
+            job_name=job.name,
+            cluster_dir=paths.root,
+            log_file=str(job.log_path) if self._shared() else paths.log_file,
+            python=self._python(),
+            ready_timeout=self.ray_ready_timeout,
+            env={**run_env(paths), **env},
+            command=shlex.join(run_command(self._python(), paths)),
+            workdir=remote_spec(job.spec or {}, paths)["workdir"],
+            after=list(after),
+            header=header,
         )
 
     def _paths(self, job: Job, job_dir: str, known: dict[str, str], *, upload: bool) -> tuple[RemotePaths, str | None]:

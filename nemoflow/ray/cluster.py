@@ -26,6 +26,7 @@ class RayCluster:
         self.name = name
         self.executor = executor
         self.backend = cluster_backend(name, executor)
+        self._forwarded: set[int] = set()
 
     def start(
         self,
@@ -59,6 +60,7 @@ class RayCluster:
         The forward lives in this process; ``wait=True`` blocks (Ctrl-C ends it).
         """
         self.backend.port_forward(port, target_port)
+        self._forwarded.add(port)
         if wait:
             try:
                 while True:
@@ -67,5 +69,8 @@ class RayCluster:
                 close_forward(port)
 
     def stop(self) -> None:
-        """Stop the cluster: exactly its processes, its Slurm job or its custom resource."""
+        """Stop the cluster: exactly its processes, its Slurm job or its custom resource; and its forwards."""
+        for port in sorted(self._forwarded):
+            close_forward(port)
+        self._forwarded.clear()
         self.backend.stop()

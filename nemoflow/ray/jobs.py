@@ -76,7 +76,7 @@ class DashboardJobBackend(JobBackend):
             text = "".join(chunks)
         else:
             text = ray_api.job_logs(address, job_id)
-        return _last(text, lines)
+        return last_lines(text, lines)
 
     def stop(self) -> None:
         job_id = self.job_id()
@@ -112,7 +112,7 @@ def runtime_env_for(executor: Any, workdir: str | None, runtime_env_yaml: str | 
     return runtime_env
 
 
-def _last(text: str, lines: int) -> str:
+def last_lines(text: str, lines: int) -> str:
     if lines <= 0:
         return text
     return "\n".join(text.rstrip("\n").split("\n")[-lines:]) + ("\n" if text else "")

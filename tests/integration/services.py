@@ -41,6 +41,7 @@ class SlurmService:
     cluster: str
     remote_python: str  # a Python with pydantic, dill, yaml, numpy that every user can run
     torch_python: str | None = None  # Debian's CPU torch (python3-torch) plus pydantic and dill
+    ray_python: str | None = None  # ray[default] plus pydantic, dill and yaml, runnable by every user
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ def slurm_service() -> SlurmService:
             cluster=str(section["cluster"]),
             remote_python=str(section["remote_python"]),
             torch_python=section.get("torch_python"),
+            ray_python=section.get("ray_python"),
         )
     except (KeyError, TypeError) as exc:
         _skip(component, f"bad slurm entry in {services_json_path()}: {exc!r}")

@@ -26,7 +26,9 @@ def square(numbers: str, index: int, offset: int = 0, fail: bool = False, sleep:
         print("this step was told to fail", flush=True)
         sys.exit(3)
     value = json.loads(Path(numbers).read_text())[index] ** 2 + offset
-    (nemoflow.output_dir() / "value.json").write_text(json.dumps({"value": value, "ray_address": os.environ.get("RAY_ADDRESS")}))
+    (nemoflow.output_dir() / "value.json").write_text(
+        json.dumps({"value": value, "ray_address": os.environ.get("RAY_ADDRESS")})
+    )
 
 
 def reduce(values: list[str]) -> None:

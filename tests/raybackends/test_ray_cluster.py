@@ -48,7 +48,9 @@ def _session_members(session: int) -> list[int]:
     return members
 
 
-def test_cluster_forward_job_logs_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cluster_forward_job_logs_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("NEMOFLOW_RAY_STATE", str(tmp_path / "state"))
     dashboard = _free_port()
     executor = nemoflow.RayExecutor(address=f"http://127.0.0.1:{dashboard}", cluster_num_cpus=2)
@@ -90,7 +92,9 @@ def test_cluster_forward_job_logs_stop(tmp_path: Path, monkeypatch: pytest.Monke
         status = job.status(display=False)
         assert status["state"] == "SUCCEEDED" and status["exit_code"] == 0, status
         # another process (or session) finds the job by name
-        assert RayJob("hello", executor, cluster_name="nemoflow-tests-cluster").status(display=False)["job_id"] == job_id
+        assert (
+            RayJob("hello", executor, cluster_name="nemoflow-tests-cluster").status(display=False)["job_id"] == job_id
+        )
     finally:
         cluster.stop()
     assert cluster.status(display=False)["state"] == "NOT_FOUND"
@@ -101,7 +105,9 @@ def test_cluster_forward_job_logs_stop(tmp_path: Path, monkeypatch: pytest.Monke
         _version(dashboard)
 
 
-def test_a_job_on_a_cluster_that_was_never_started_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_job_on_a_cluster_that_was_never_started_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("NEMOFLOW_RAY_STATE", str(tmp_path / "state"))
     job = RayJob("orphan", nemoflow.RayExecutor(), cluster_name="never-started")
     with pytest.raises(nemoflow.errors.ExecutorError, match="no Ray cluster named 'never-started'"):

@@ -171,3 +171,72 @@ def _ledger_ids(folder: Path) -> list[str]:
         return [r["job_id"] for r in runs_by_step(folder).values() if r.get("job_id") and r["executor"] == "ray"]
     except Exception:  # the ledger is not there yet
         return []
+
+
+def test_a_ray_worker_takes_exactly_the_ray_steps_that_luigid_hands_out(cluster: str, tmp_path: Path) -> None:
+    """A real luigid, `nemoflow worker --executor ray` and `--executor local`, and a registering build."""
+    from nemoflow.luigi.luigid import LuigidSettings, luigid_command, luigid_env, write_config
+
+    shutil.copy(PIPELINE, tmp_path / "ray_fanout.py")
+    state = tmp_path / "luigid"
+    config = write_config(state, LuigidSettings(worker_disconnect_delay=3.0, retry_delay=1))
+    url = f"http://127.0.0.1:{_free_port()}"
+    env = {k: v for k, v in os.environ.items() if k != "NEMOFLOW_STORE"}
+    env.update({"NF_RAY_ADDRESS": cluster, "NF_FANOUT": "4", "COLUMNS": "200"})
+    started: dict[str, subprocess.Popen[str]] = {}
+
+    def start(name: str, *args: str, cwd: Path = tmp_path, extra: dict[str, str] | None = None) -> None:
+        out = (tmp_path / f"{name}.out").open("w")
+        started[name] = subprocess.Popen(
+            args, cwd=cwd, env={**env, **(extra or {})}, stdout=out, stderr=subprocess.STDOUT, text=True
+        )
+
+    start(
+        "luigid", *luigid_command(state, "127.0.0.1", int(url.rsplit(":", 1)[1])), cwd=state, extra=luigid_env(config)
+    )
+    try:
+        cli = [sys.executable, "-m", "nemoflow.cli"]
+        deadline = time.monotonic() + 30
+        while not _answers(url):
+            assert time.monotonic() < deadline, "luigid did not answer"
+            time.sleep(0.2)
+        for executor in ("ray", "local"):
+            start(
+                executor,
+                *cli,
+                "worker",
+                "ray_fanout.py",
+                "--executor",
+                executor,
+                "--scheduler",
+                url,
+                "--json",
+                "--timeout",
+                "120",
+            )
+        start("build", *cli, "build", "ray_fanout.py", "--scheduler", url, "--no-run", "--timeout", "120", "--json")
+        for name in ("build", "ray", "local"):
+            code = started[name].wait(timeout=300)
+            assert code == 0, f"{name} exited {code}:\n{(tmp_path / f'{name}.out').read_text()}"
+    finally:
+        for proc in started.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=20)
+    runs = runs_by_step(tmp_path)
+    ray_pid, local_pid = started["ray"].pid, started["local"].pid
+    for step, run in runs.items():
+        assert run["status"] == "succeeded", run
+        wanted = ray_pid if step.startswith("square-") else local_pid
+        assert run["worker"].endswith(f":{wanted}"), f"{step} ran on {run['worker']}"
+    assert {r["job_id"] for s, r in runs.items() if s.startswith("square-")} <= _ray_jobs(cluster)
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/api/task_list?data=%7B%7D", timeout=2):
+            return True
+    except OSError:
+        return False
