@@ -319,6 +319,58 @@ class Kube:
         )  # fmt: skip
         return response if follow else response.data.decode("utf-8", "replace")
 
+    def create_pod(self, manifest: dict) -> None:
+        from kubernetes import client
+
+        api = client.CoreV1Api(self._client)
+        what = f"pod {self.namespace}/{manifest['metadata']['name']}"
+        self._call(what, "create", lambda: api.create_namespaced_pod(self.namespace, manifest, _preload_content=False))
+
+    def pod_phase(self, name: str) -> str | None:
+        """The pod's ``status.phase`` (Pending, Running, Succeeded, Failed), or None when there is no such pod."""
+        from kubernetes import client
+
+        api = client.CoreV1Api(self._client)
+        response = self._call(
+            f"pod {self.namespace}/{name}", "read",
+            lambda: api.read_namespaced_pod(name, self.namespace, _preload_content=False), missing=None,
+        )  # fmt: skip
+        return None if response is None else json.loads(response.data).get("status", {}).get("phase", "")
+
+    def delete_pod(self, name: str) -> None:
+        from kubernetes import client
+
+        api = client.CoreV1Api(self._client)
+        self._call(
+            f"pod {self.namespace}/{name}", "delete",
+            lambda: api.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0, _preload_content=False),
+            missing=None,
+        )  # fmt: skip
+
+    def exec_with_input(self, pod: str, command: list[str], data: bytes, timeout: float) -> tuple[int | None, str]:
+        """Run ``command`` in ``pod`` with ``data`` on its stdin (the exec stream); its exit code and stderr."""
+        from kubernetes import client
+        from kubernetes.stream import stream
+
+        api = client.CoreV1Api(self._client)
+        session = self._call(
+            f"pod {self.namespace}/{pod}", "exec in",
+            lambda: stream(
+                api.connect_get_namespaced_pod_exec, pod, self.namespace, command=command,
+                stdin=True, stdout=True, stderr=True, tty=False, _preload_content=False,
+            ),
+        )  # fmt: skip
+        try:
+            for start in range(0, len(data), 1 << 20):
+                session.write_stdin(data[start : start + (1 << 20)])
+            session.close_channel(0)  # only the v5 protocol can say so: commands read exactly len(data) bytes
+            session.run_forever(timeout=timeout)
+            if session.is_open():
+                raise ExecutorError(f"{command[0]} in pod {self.namespace}/{pod} did not end within {timeout:g} s")
+            return session.returncode, session.read_stderr()
+        finally:
+            session.close()
+
     def open_port(self, pod: str, port: int) -> Any:
         """A socket to ``port`` of ``pod``, through the API server's port-forward stream."""
         from kubernetes import client

@@ -5,14 +5,19 @@ the CRD's ``openAPIV3Schema`` (unknown fields refused, as the API server's ``fie
 before anything is created. The CRD comes from ``KubeRayExecutor(crd_dir=...)`` when given, else from the API
 server (``apiextensions.k8s.io/v1``). The resource is the state: nothing is remembered on this machine.
 A RayJob's log is its submitter pod's (KubeRay's default ``K8sJobMode``: a Kubernetes Job named after the
-RayJob runs ``ray job submit`` and follows the job's log); once that pod is gone, so is the log.
+RayJob runs ``ray job submit`` and follows the job's log); once that pod is gone, so is the log. A local
+``workdir`` is copied into the first of the executor's volume mounts through a short-lived pod (:class:`WorkdirCopy`).
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import io
 import json
+import shlex
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -336,10 +341,14 @@ class KubeRayJobBackend(JobBackend):
         dryrun: bool,
     ) -> str | None:
         runtime_env = runtime_env_for(self.executor, None, runtime_env_yaml)
-        if workdir:
-            runtime_env["working_dir"] = _remote_workdir(workdir)
+        copy = None
+        if workdir and "://" in workdir:
+            runtime_env["working_dir"] = workdir  # a URI Ray downloads
+        elif workdir:
+            copy = WorkdirCopy(self.executor, workdir, self.resource)
         on_cluster = bool(self.cluster_name)
-        entrypoint = " && ".join([*(pre_ray_start_commands if on_cluster else []), command])
+        steps = [*([f"cd {shlex.quote(copy.dest)}"] if copy else []), *(pre_ray_start_commands if on_cluster else [])]
+        entrypoint = " && ".join([*steps, command])
         job_id = f"{self.resource}-{time.time_ns():x}"
         manifest = job_manifest(
             self.name, self.executor, entrypoint, runtime_env, self.cluster_name,
@@ -348,7 +357,7 @@ class KubeRayJobBackend(JobBackend):
         if dryrun:
             if self.executor.crd_dir:
                 validate(manifest, local_schema(self.executor.crd_dir, "RayJob"))
-            return yaml.safe_dump(manifest, sort_keys=False)
+            return (copy.describe() if copy else "") + yaml.safe_dump(manifest, sort_keys=False)
         kube = Kube(self.executor)
         validate(manifest, crd_schema(kube, "RayJob"))
         if self.cluster_name:
@@ -369,6 +378,8 @@ class KubeRayJobBackend(JobBackend):
                 f"RayJob {self.executor.namespace}/{self.resource} already exists ({state});"
                 " RayJob(...).stop() deletes it, or give the job another name"
             )
+        if copy is not None:
+            copy.run(kube)
         kube.create(manifest)
         return job_id
 
@@ -445,12 +456,88 @@ def job_status(name: str, resource: dict) -> JobStatus:
     )
 
 
-def _remote_workdir(workdir: str) -> str:
-    if "://" in workdir:
-        return workdir
-    raise UserError(
-        f"RayJob on KubeRay: workdir {workdir!r} is a folder on this machine, which the cluster cannot see",
-        hint="give a URI Ray downloads (https://.../code.zip, s3://, gs://), or forward the cluster's dashboard"
-        " (RayCluster.port_forward) and use RayJob(name, RayExecutor(address='http://127.0.0.1:8265')),"
-        " which uploads the folder",
-    )
+# ---- a local workdir, copied into the first volume mount (a volume the head and workers share) ----------------
+
+
+class WorkdirCopy:
+    """``workdir`` as a gzipped tar, unpacked by a short-lived pod into ``<first mountPath>/nemoflow-code/<job>``,
+    the folder the job's entrypoint starts in (NeMo Run syncs a workdir into the first volume mount too)."""
+
+    def __init__(self, executor: KubeRayExecutor, workdir: str, job: str) -> None:
+        self.executor = executor
+        self.source = Path(workdir).expanduser().resolve()
+        if not self.source.is_dir():
+            raise UserError(f"RayJob workdir {workdir!r} is not a folder on this machine")
+        if not executor.volume_mounts:
+            raise UserError(
+                f"RayJob workdir {workdir!r}: a local folder is copied into the first of KubeRayExecutor.volume_mounts"
+                " (a volume the head and workers share, such as a ReadWriteMany PVC), and there is none",
+                hint="add volumes=[...] and volume_mounts=[...], or give workdir as a URI"
+                " (https://.../code.zip, s3://...)",
+            )
+        self.mount = executor.volume_mounts[0]
+        named = [volume for volume in executor.volumes if volume.get("name") == self.mount.get("name")]
+        if not named:
+            raise UserError(
+                f"volume_mounts[0] names the volume {self.mount.get('name')!r}, which volumes does not list"
+            )
+        self.volume = named[0]
+        self.dest = f"{str(self.mount['mountPath']).rstrip('/')}/nemoflow-code/{job}"
+        self.pod = resource_name(f"{job}-code-{time.time_ns():x}"[-63:].lstrip("-"), 63)
+
+    def describe(self) -> str:
+        return f"# workdir {self.source} is copied to {self.dest} (volume {self.volume['name']}) first\n"
+
+    def run(self, kube: Kube, timeout: float = DELETE_WAIT) -> None:
+        """Start the copying pod, unpack the archive through its exec stream, and delete the pod."""
+        archive = code_archive(self.source)
+        kube.create_pod(self.pod_manifest())
+        try:
+            self._wait_running(kube, timeout)
+            dest = shlex.quote(self.dest)
+            script = f"rm -rf {dest} && mkdir -p {dest} && head -c {len(archive)} | tar -xzf - -C {dest}"
+            code, stderr = kube.exec_with_input(self.pod, ["sh", "-c", script], archive, timeout)
+            if code != 0:
+                raise ExecutorError(
+                    f"copying workdir {self.source} into {self.dest} (pod {kube.namespace}/{self.pod}) failed"
+                    f" with exit code {code}: {stderr.strip()[-500:]}"
+                )
+        finally:
+            kube.delete_pod(self.pod)
+
+    def pod_manifest(self) -> dict:
+        container = {
+            "name": "copy",
+            "image": self.executor.container_image,  # has sh, head and tar
+            "command": ["sleep", "3600"],
+            "volumeMounts": [dict(self.mount)],
+        }
+        metadata = {"name": self.pod, "labels": {**self.executor.labels, "app.kubernetes.io/created-by": "nemoflow"}}
+        spec = {"restartPolicy": "Never", "activeDeadlineSeconds": 3600, "containers": [container]}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {**spec, "volumes": [self.volume]}}
+
+    def _wait_running(self, kube: Kube, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while (phase := kube.pod_phase(self.pod)) != "Running":
+            if phase in (None, "Succeeded", "Failed") or time.monotonic() > deadline:
+                raise ExecutorError(f"the pod {kube.namespace}/{self.pod} that copies the workdir is {phase}")
+            time.sleep(self.executor.poll_interval)
+
+
+def code_archive(folder: Path) -> bytes:
+    """``folder`` as a gzipped tar, the same bytes for the same files (sorted, no times or owners; .git left out;
+    symlinks kept as links)."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, tarfile.open(fileobj=zipped, mode="w") as tar:
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            if ".git" in relative.parts:
+                continue
+            info = tar.gettarinfo(str(path), arcname=str(relative))
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            if info.isreg():
+                with path.open("rb") as handle:
+                    tar.addfile(info, handle)
+            elif info.isdir() or info.issym():
+                tar.addfile(info)
+    return buffer.getvalue()

@@ -3,20 +3,25 @@
 No Kubernetes API server can run on this machine, so this stub, an HTTP server on 127.0.0.1 in a thread,
 speaks the documented REST protocol for what the backend calls: custom objects (create, get, get status,
 delete; 409 AlreadyExists and 404 NotFound answered as ``Status`` objects, as the API server does), the CRDs
-(``apiextensions.k8s.io/v1``), pod list / pod log, and pod port-forward (a WebSocket speaking
+(``apiextensions.k8s.io/v1``), pods (create, read, delete, list, log), pod port-forward (a WebSocket speaking
 ``v4.channel.k8s.io``: per port a data and an error channel, each opened by a frame naming the port, then
-data frames prefixed by their channel byte). Objects live in memory; a test plays the KubeRay
-operator by setting an object's ``.status`` (:meth:`KubeStub.set_status`) and adding pods.
+data frames prefixed by their channel byte) and pod exec (the same protocol: stdin 0, stdout 1, stderr 2, and
+the exit Status on 3). A created pod is Running at once, and exec runs its command on this machine: the
+stub plays kubelet and container, so a test gives the pod's volume a mountPath under its tmp_path. Objects
+live in memory; a test plays the KubeRay operator by setting an object's ``.status``
+(:meth:`KubeStub.set_status`) and adding pods.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
 import socket
 import struct
+import subprocess
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +35,7 @@ CRD_DIR = Path(__file__).parent / "crds"
 TOKEN = "stub-token"
 _CUSTOM = re.compile(r"^/apis/ray\.io/v1/namespaces/([^/]+)/(rayclusters|rayjobs)(?:/([^/]+))?(/status)?$")
 _CRD = re.compile(r"^/apis/apiextensions\.k8s\.io/v1/customresourcedefinitions/([^/]+)$")
-_PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)/(log|portforward))?$")
+_PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)(?:/(log|portforward|exec))?)?$")
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 _KINDS = {"rayclusters": "RayCluster", "rayjobs": "RayJob"}
 
@@ -49,6 +54,7 @@ class KubeStub(ThreadingHTTPServer):
         self.errors: dict[tuple[str, str], int] = {}  # (method, plural or "pods") -> HTTP status to answer
         self.pod_ports: dict[tuple[str, int], tuple[str, int]] = {}  # (pod, port) -> where that port really is
         self.forwards = 0  # port-forward streams opened
+        self.created_pods: list[dict] = []  # every Pod a client created, as sent
         self.lock = threading.Lock()
         self._crds: dict[str, dict] = {}
         self._version = 0
@@ -131,6 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, crd)
         if (found := _PODS.match(url.path)) and method == "GET" and found.group(3) == "portforward":
             return self._port_forward(found.group(2), int(query["ports"]))
+        if (found := _PODS.match(url.path)) and method == "GET" and found.group(3) == "exec":
+            return self._exec(found.group(2), urllib.parse.parse_qs(url.query).get("command", []))
+        if (found := _PODS.match(url.path)) and found.group(3) is None and method in ("POST", "DELETE"):
+            return self._pod_write(method, found.group(1), found.group(2), body)
         if (found := _PODS.match(url.path)) and method == "GET":
             return self._pods(found.group(1), found.group(2), query)
         return self._send(404, status_object(404, "NotFound", "the server could not find the requested resource"))
@@ -164,6 +174,23 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "details": details})
         return self._send(405, status_object(405, "MethodNotAllowed", f"{method} is not supported here"))
 
+    def _pod_write(self, method: str, ns: str, name: str | None, body: Any) -> None:
+        stub = self.server
+        with stub.lock:
+            if method == "POST" and name is None:
+                name = body["metadata"]["name"]
+                if (ns, name) in stub.pods:
+                    return self._send(409, status_object(409, "AlreadyExists", f'pods "{name}" already exists'))
+                stub.created_pods.append(json.loads(json.dumps(body)))
+                stored = {**body, "metadata": {**body["metadata"], "namespace": ns}, "status": {"phase": "Running"}}
+                stored["metadata"].setdefault("labels", {})
+                stored["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+                stub.pods[(ns, name)], stub.logs[(ns, name)] = stored, ""
+                return self._send(201, stored)
+            if method == "DELETE" and name is not None and (ns, name) in stub.pods:
+                return self._send(200, stub.pods.pop((ns, name)))
+        return self._not_found("pods", name or "")
+
     def _pods(self, ns: str, name: str | None, query: dict) -> None:
         stub = self.server
         if name is None:
@@ -176,6 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
         if (ns, name) not in stub.pods:
             return self._not_found("pods", name)
+        if not self.path.split("?")[0].endswith("/log"):
+            return self._send(200, stub.pods[(ns, name)])
         text = stub.logs[(ns, name)]
         if "tailLines" in query:
             lines = text.splitlines(keepends=True)
@@ -187,33 +216,12 @@ class _Handler(BaseHTTPRequestHandler):
         stub = self.server
         if ("default", pod) not in stub.pods or (pod, port) not in stub.pod_ports:
             return self._not_found("pods", pod)
-        protocols = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")]
-        if "v4.channel.k8s.io" not in protocols:
-            return self._send(400, status_object(400, "BadRequest", "port-forward needs v4.channel.k8s.io"))
-        accept = base64.b64encode(hashlib.sha1((self.headers["Sec-WebSocket-Key"] + _WS_GUID).encode()).digest())
-        self.send_response(101)
-        for key, value in [
-            ("Upgrade", "websocket"),
-            ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Accept", accept.decode()),
-        ]:
-            self.send_header(key, value)
-        self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
-        self.end_headers()
+        send = self._upgrade()
+        if send is None:
+            return None
         stub.forwards += 1
         upstream = socket.create_connection(stub.pod_ports[(pod, port)])
-        lock = threading.Lock()
         opening = struct.pack("<H", port)
-
-        def send(opcode: int, payload: bytes) -> None:
-            size = len(payload)
-            head = (
-                struct.pack("!BB", 0x80 | opcode, size) if size < 126 else struct.pack("!BBH", 0x80 | opcode, 126, size)
-            )
-            if size >= 1 << 16:
-                head = struct.pack("!BBQ", 0x80 | opcode, 127, size)
-            with lock:
-                self.wfile.write(head + payload)
 
         def pod_to_client() -> None:
             while data := upstream.recv(65536):
@@ -233,6 +241,75 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             upstream.close()
             self.close_connection = True
+
+    def _exec(self, pod: str, command: list[str]) -> None:
+        """Run ``command`` here (the stub is the container), its stdin, stdout and stderr on channels 0, 1, 2."""
+        if ("default", pod) not in self.server.pods:
+            return self._not_found("pods", pod)
+        send = self._upgrade()
+        if send is None:
+            return None
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        def pipe(stream: Any, channel: bytes) -> None:
+            while data := stream.read1(65536):
+                send(0x2, channel + data)
+
+        readers = [threading.Thread(target=pipe, args=(process.stdout, b"\x01"), daemon=True)]
+        readers.append(threading.Thread(target=pipe, args=(process.stderr, b"\x02"), daemon=True))
+        for reader in readers:
+            reader.start()
+
+        def feed() -> None:
+            with contextlib.suppress(OSError):
+                while (frame := self._read_frame()) is not None and frame[0] != 0x8:
+                    if frame[1][:1] == b"\x00" and process.poll() is None:
+                        process.stdin.write(frame[1][1:])  # type: ignore[union-attr]
+                        process.stdin.flush()  # type: ignore[union-attr]
+
+        threading.Thread(target=feed, daemon=True).start()
+        code = process.wait()
+        for reader in readers:
+            reader.join()
+        if code == 0:
+            status: dict = {"metadata": {}, "status": "Success"}
+        else:
+            status = status_object(500, "NonZeroExitCode", f"command terminated with non-zero exit code: {code}")
+            status["details"] = {"causes": [{"reason": "ExitCode", "message": str(code)}]}
+        send(0x2, b"\x03" + json.dumps(status).encode())
+        send(0x8, struct.pack("!H", 1000))
+        self.close_connection = True
+
+    def _upgrade(self) -> Any:
+        """Answer 101 Switching Protocols (v4.channel.k8s.io); a function sending one frame, or None if refused."""
+        protocols = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        if "v4.channel.k8s.io" not in protocols:
+            self._send(400, status_object(400, "BadRequest", "streaming needs the v4.channel.k8s.io protocol"))
+            return None
+        accept = base64.b64encode(hashlib.sha1((self.headers["Sec-WebSocket-Key"] + _WS_GUID).encode()).digest())
+        self.send_response(101)
+        for key, value in [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept.decode()),
+        ]:
+            self.send_header(key, value)
+        self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
+        self.end_headers()
+        lock = threading.Lock()
+
+        def send(opcode: int, payload: bytes) -> None:
+            size = len(payload)
+            if size < 126:
+                head = struct.pack("!BB", 0x80 | opcode, size)
+            elif size < 1 << 16:
+                head = struct.pack("!BBH", 0x80 | opcode, 126, size)
+            else:
+                head = struct.pack("!BBQ", 0x80 | opcode, 127, size)
+            with lock, contextlib.suppress(OSError):
+                self.wfile.write(head + payload)
+
+        return send
 
     def _read_frame(self) -> tuple[int, bytes] | None:
         """One client frame (masked, as RFC 6455 requires of clients), or None at the end of the stream."""

@@ -117,8 +117,10 @@ def test_job_with_a_cluster_of_its_own(kube: KubeStub) -> None:
     """No Kubernetes API server can run on this machine; the stub (documented protocol) gets a RayJob that
     embeds its cluster, which KubeRay shuts down when the job finishes."""
     job = RayJob("solo", executor())
-    with pytest.raises(UserError, match="folder on this machine"):
-        job.start("python train.py", workdir=".")
+    with pytest.raises(UserError, match=r"copied into the first of KubeRayExecutor\.volume_mounts"):
+        job.start("python train.py", workdir=".")  # a local folder needs a shared volume to be copied into
+    with pytest.raises(UserError, match="not a folder"):
+        job.start("python train.py", workdir="no/such/folder")
     job.start("python train.py", workdir="https://example.com/code.zip", pre_ray_start_commands=["pip install x"])
     spec = kube.objects[("rayjobs", "default", "solo")]["spec"]
     assert spec["shutdownAfterJobFinishes"] is True and "clusterSelector" not in spec
@@ -151,6 +153,48 @@ def test_start_waits_for_a_stopped_resource_of_its_name_to_be_gone(kube: KubeStu
     RayJob("again", executor(), cluster_name="again").start("true")
     assert len(kube.calls("POST", CLUSTERS)) == 2 and len(kube.calls("POST", JOBS)) == 2
     assert "deletionTimestamp" not in kube.objects[("rayclusters", "default", "again")]["metadata"]
+
+
+def test_a_local_workdir_is_copied_into_the_first_volume_mount(kube: KubeStub, tmp_path: Path) -> None:
+    """No Kubernetes API server can run on this machine; the stub speaks the documented protocol (pod create,
+    read and delete, and the exec WebSocket, v4.channel.k8s.io) and plays kubelet and container: the copying
+    pod's command runs here, so the volume's mountPath is a folder under tmp_path."""
+    code = tmp_path / "code"
+    (code / "pkg").mkdir(parents=True)
+    (code / "train.py").write_text("print('train')\n")
+    (code / "pkg" / "model.py").write_text("SIZE = 3\n")
+    (code / ".git").mkdir()
+    (code / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    pvc = tmp_path / "pvc"
+    dest = pvc / "nemoflow-code" / "train"
+    dest.mkdir(parents=True)
+    (dest / "stale.py").write_text("")  # from an earlier run: replaced, not merged
+    volume = {"name": "workspace", "persistentVolumeClaim": {"claimName": "team-workspace"}}
+    mount = {"name": "workspace", "mountPath": str(pvc)}
+    job = RayJob("train", executor(volumes=[volume], volume_mounts=[mount]))
+    preview = job.start("python train.py", workdir=str(code), dryrun=True)
+    assert preview.startswith(f"# workdir {code} is copied to {dest} (volume workspace) first\n")
+    assert kube.requests == []
+    job.start("python train.py", workdir=str(code))
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == ["pkg", "pkg/model.py", "train.py"]
+    assert (dest / "pkg" / "model.py").read_text() == "SIZE = 3\n"
+    spec = kube.objects[("rayjobs", "default", "train")]["spec"]
+    assert spec["entrypoint"] == f"cd {dest} && python train.py" and "working_dir" not in spec.get("runtimeEnvYAML", "")
+    (pod,) = kube.created_pods
+    assert pod["spec"]["volumes"] == [volume] and pod["spec"]["containers"][0]["volumeMounts"] == [mount]
+    assert kube.pods == {}  # the copying pod is deleted once it has copied
+    writes = [(m, path.split("?")[0]) for m, path in kube.requests if m in ("POST", "DELETE")]
+    assert [w[1].rsplit("/", 1)[-1] if w[0] == "POST" else "delete pod" for w in writes] == [
+        "pods", "delete pod", "rayjobs",
+    ]  # fmt: skip
+
+    job.stop()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    bad = RayJob("train", executor(volumes=[volume], volume_mounts=[{**mount, "mountPath": str(blocked)}]))
+    with pytest.raises(ExecutorError, match=r"copying workdir .* failed with exit code [1-9]"):
+        bad.start("python train.py", workdir=str(code))  # mkdir under a file fails in the pod
+    assert kube.pods == {} and ("rayjobs", "default", "train") not in kube.objects
 
 
 def test_job_logs_come_from_the_submitter_pod(kube: KubeStub) -> None:
