@@ -11,6 +11,7 @@ RayJob runs ``ray job submit`` and follows the job's log); once that pod is gone
 
 from __future__ import annotations
 
+import codecs
 import functools
 import gzip
 import io
@@ -37,7 +38,7 @@ from nemoflow.executors.kuberay import (
 )
 from nemoflow.executors.relay import relay
 from nemoflow.ray.backend import ClusterBackend, ClusterStatus, JobBackend, JobStatus, open_forward
-from nemoflow.ray.jobs import runtime_env_for
+from nemoflow.ray.jobs import last_lines, runtime_env_for
 
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 CLUSTER_LABEL, NODE_TYPE_LABEL = "ray.io/cluster", "ray.io/node-type"
@@ -282,12 +283,11 @@ class KubeRayClusterBackend(ClusterBackend):
             state = cluster_status(self.name, found).state if found else "NOT_FOUND"
             if state == "RUNNING":
                 return
-            if state in ("FAILED", "NOT_FOUND", "STOPPED") or time.monotonic() > deadline:
-                raise ExecutorError(
-                    f"RayCluster {self.executor.namespace}/{self.resource} is {state} after {timeout:g} s"
-                    if state not in ("FAILED", "NOT_FOUND", "STOPPED")
-                    else f"RayCluster {self.executor.namespace}/{self.resource} is {state}: {_reason(found)}"
-                )
+            where = f"RayCluster {self.executor.namespace}/{self.resource}"
+            if state in ("FAILED", "NOT_FOUND", "STOPPED"):
+                raise ExecutorError(f"{where} is {state}: {_reason(found)}")
+            if time.monotonic() > deadline:
+                raise ExecutorError(f"{where} is {state} after {timeout:g} s")
             time.sleep(self.executor.poll_interval)
 
 
@@ -340,26 +340,40 @@ class KubeRayJobBackend(JobBackend):
         pre_ray_start_commands: list[str],
         dryrun: bool,
     ) -> str | None:
-        runtime_env = runtime_env_for(self.executor, None, runtime_env_yaml)
-        copy = None
-        if workdir and "://" in workdir:
-            runtime_env["working_dir"] = workdir  # a URI Ray downloads
-        elif workdir:
-            copy = WorkdirCopy(self.executor, workdir, self.resource)
-        on_cluster = bool(self.cluster_name)
-        steps = [*([f"cd {shlex.quote(copy.dest)}"] if copy else []), *(pre_ray_start_commands if on_cluster else [])]
-        entrypoint = " && ".join([*steps, command])
-        job_id = f"{self.resource}-{time.time_ns():x}"
-        manifest = job_manifest(
-            self.name, self.executor, entrypoint, runtime_env, self.cluster_name,
-            [] if on_cluster else pre_ray_start_commands, job_id,
-        )  # fmt: skip
+        manifest, copy = self.plan(command, workdir, runtime_env_yaml, pre_ray_start_commands)
         if dryrun:
             if self.executor.crd_dir:
                 validate(manifest, local_schema(self.executor.crd_dir, "RayJob"))
             return (copy.describe() if copy else "") + yaml.safe_dump(manifest, sort_keys=False)
         kube = Kube(self.executor)
         validate(manifest, crd_schema(kube, "RayJob"))
+        self._check_free(kube)
+        if copy is not None:
+            copy.run(kube)
+        kube.create(manifest)
+        return manifest["spec"]["jobId"]
+
+    def plan(
+        self, command: str, workdir: str | None, runtime_env_yaml: str | None, pre_ray_start_commands: list[str]
+    ) -> tuple[dict, WorkdirCopy | None]:
+        """The RayJob manifest, and the copy of a local ``workdir`` to make first (None for none or a URI)."""
+        runtime_env = runtime_env_for(self.executor, None, runtime_env_yaml)
+        copy = None
+        if workdir and "://" in workdir:
+            runtime_env["working_dir"] = workdir  # a URI Ray downloads
+        elif workdir:
+            copy = WorkdirCopy(self.executor, workdir, self.resource)
+        # On a cluster of its own the commands run before `ray start` in its pods; on a shared one, before the job.
+        before = pre_ray_start_commands if self.cluster_name else []
+        steps = [*([f"cd {shlex.quote(copy.dest)}"] if copy else []), *before, command]
+        manifest = job_manifest(
+            self.name, self.executor, " && ".join(steps), runtime_env, self.cluster_name,
+            [] if self.cluster_name else pre_ray_start_commands, f"{self.resource}-{time.time_ns():x}",
+        )  # fmt: skip
+        return manifest, copy
+
+    def _check_free(self, kube: Kube) -> None:
+        """Its cluster is there, and no RayJob of its name is (waiting for one being deleted to go)."""
         if self.cluster_name:
             cluster = resource_name(self.cluster_name, MAX_CLUSTER_NAME)
             if kube.get("RayCluster", cluster) is None:
@@ -371,17 +385,12 @@ class KubeRayJobBackend(JobBackend):
         existing = kube.get("RayJob", self.resource)
         if existing is not None and existing["metadata"].get("deletionTimestamp"):
             wait_gone(kube, "RayJob", self.resource, DELETE_WAIT)  # a stopped job still going away
-            existing = None
-        if existing is not None:
-            state = job_status(self.name, existing).state
+        elif existing is not None:
             raise ExecutorError(
-                f"RayJob {self.executor.namespace}/{self.resource} already exists ({state});"
+                f"RayJob {self.executor.namespace}/{self.resource} already exists"
+                f" ({job_status(self.name, existing).state});"
                 " RayJob(...).stop() deletes it, or give the job another name"
             )
-        if copy is not None:
-            copy.run(kube)
-        kube.create(manifest)
-        return job_id
 
     def status(self) -> JobStatus:
         found = Kube(self.executor).get("RayJob", self.resource)
@@ -395,19 +404,17 @@ class KubeRayJobBackend(JobBackend):
         if not follow:
             return kube.pod_log(pod, lines, follow=False)
         chunks = []
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a chunk may end inside a character
         response = kube.pod_log(pod, lines, follow=True)
         try:
             for chunk in response.stream(4096):
-                text = chunk.decode("utf-8", "replace")
+                text = decoder.decode(chunk)
                 chunks.append(text)
                 sys.stdout.write(text)
                 sys.stdout.flush()
         finally:
             response.release_conn()
-        text = "".join(chunks)
-        if lines <= 0:
-            return text
-        return "\n".join(text.rstrip("\n").split("\n")[-lines:]) + ("\n" if text else "")
+        return last_lines("".join(chunks) + decoder.decode(b"", final=True), lines)
 
     def stop(self) -> None:
         """Delete the RayJob: KubeRay stops the Ray job, and deletes the job's own cluster with it."""
