@@ -227,8 +227,9 @@ def test_job_logs_come_from_the_submitter_pod(kube: KubeStub) -> None:
 
 
 def test_crd_schema_is_read_from_the_api_server_without_crd_dir(kube: KubeStub) -> None:
-    """No Kubernetes API server can run on this machine; the stub serves the KubeRay CRDs (apiextensions.k8s.io/v1)
-    as an API server with KubeRay installed does, and a bad field is refused before any create."""
+    """No Kubernetes API server can run on this machine; the stub speaks the documented protocol and serves the
+    KubeRay CRDs (apiextensions.k8s.io/v1) as an API server with KubeRay installed does: a bad field is refused
+    before any create."""
     bad = nemoflow.KubeRayExecutor(volume_mounts=[{"name": "d", "mountPath": "/d", "subpath": "x"}])
     with pytest.raises(UserError, match=r"volumeMounts\[0\].*'subpath' was unexpected"):
         RayCluster("bad", bad).start(wait_until_ready=False)
@@ -239,8 +240,8 @@ def test_crd_schema_is_read_from_the_api_server_without_crd_dir(kube: KubeStub) 
 
 @pytest.mark.parametrize(("method", "code"), [("POST", 403), ("GET", 500)])
 def test_api_errors_name_the_resource(kube: KubeStub, method: str, code: int) -> None:
-    """No Kubernetes API server can run on this machine; the stub answers 403 Forbidden / 500 with the Status
-    body the API server sends."""
+    """No Kubernetes API server can run on this machine; the stub speaks the documented protocol and answers
+    403 Forbidden / 500 with the Status body the API server sends."""
     kube.errors[(method, "rayclusters")] = code
     with pytest.raises(ExecutorError, match=rf"RayCluster default/denied: HTTP {code}") as caught:
         RayCluster("denied", executor()).start(wait_until_ready=False)
