@@ -50,7 +50,25 @@ def import_path(obj: Any) -> str:
             f"{obj!r} cannot be named by import path",
             hint="define it at module level of a module or pipeline file",
         )
+    if module == "__main__":
+        module = _main_module_name()
     return f"{module}:{qualname}"
+
+
+def _main_module_name() -> str:
+    """The name a script run as ``python file.py`` is imported by in a step's own process: its file's stem.
+
+    Its functions live in ``__main__`` here; a subprocess imports the file as a module of that name (its
+    ``if __name__ == "__main__":`` block does not run there), and ``nemoflow build file.py`` names it the same,
+    so both give the same keys. Without a file (a REPL, a notebook) ``__main__`` stays, for in-process steps.
+    """
+    main = sys.modules.get("__main__")
+    file = getattr(main, "__file__", None)
+    if not file or not str(file).endswith(".py"):
+        return "__main__"
+    stem = pathlib.Path(file).stem
+    sys.modules.setdefault(stem, main)  # type: ignore[arg-type]  # importable here under that name too
+    return stem
 
 
 def to_data(value: Any) -> Any:

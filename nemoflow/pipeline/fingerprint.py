@@ -97,6 +97,14 @@ def declared_from_data(data: dict[str, Any] | None, load: Callable[[str], Any]) 
     return Declared(code, tuple(data.get("files", [])), data.get("version", ""))
 
 
+def _script_name(name: str, file: str | None) -> str:
+    """``python file.py`` runs the file as ``__main__``; it counts as the module ``nemoflow build`` imports it as
+    (its stem), so both give the same keys (see configs.serialize.import_path)."""
+    if name == "__main__" and file and file.endswith(".py"):
+        return os.path.splitext(os.path.basename(file))[0]
+    return name
+
+
 # ---- the walk ---------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class _Owner:
@@ -109,12 +117,14 @@ class _Owner:
 
     @classmethod
     def of_module(cls, module: types.ModuleType) -> _Owner:
-        return cls(module.__name__, getattr(module, "__file__", None), module.__package__ or "", vars(module))
+        file = getattr(module, "__file__", None)
+        return cls(_script_name(module.__name__, file), file, module.__package__ or "", vars(module))
 
     @classmethod
     def of_globals(cls, namespace: dict[str, Any]) -> _Owner:
         name = namespace.get("__name__") or "__main__"
-        return cls(name, namespace.get("__file__"), namespace.get("__package__") or "", namespace)
+        file = namespace.get("__file__")
+        return cls(_script_name(name, file), file, namespace.get("__package__") or "", namespace)
 
     @property
     def user(self) -> bool:
