@@ -41,6 +41,8 @@ _EXPORTS = {
     "RayExecutor": "nemoflow.executors.ray",
     "KubeRayExecutor": "nemoflow.executors.kuberay",
     "KubeRayWorkerGroup": "nemoflow.executors.kuberay",
+    "DGXCloudExecutor": "nemoflow.executors.dgxcloud",
+    "LeptonExecutor": "nemoflow.executors.lepton",
     "LocalTunnel": "nemoflow.executors.tunnels",
     "SSHTunnel": "nemoflow.executors.tunnels",
     "GitArchivePackager": "nemoflow.executors.packagers",
@@ -88,8 +90,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from nemoflow.engine.step_runtime import log_metrics, output_dir
     from nemoflow.errors import BuildFailed, ConfigError, PipelineError, StepFailed, UserError
     from nemoflow.executors.base import Executor
+    from nemoflow.executors.dgxcloud import DGXCloudExecutor
     from nemoflow.executors.docker import DockerExecutor
     from nemoflow.executors.kuberay import KubeRayExecutor, KubeRayWorkerGroup
+    from nemoflow.executors.lepton import LeptonExecutor
     from nemoflow.executors.local import LocalExecutor
     from nemoflow.executors.packagers import GitArchivePackager, HybridPackager, PatternPackager
     from nemoflow.executors.ray import RayExecutor

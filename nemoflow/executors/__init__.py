@@ -16,6 +16,8 @@ REGISTRY: dict[str, str] = {
     "slurm": "nemoflow.executors.slurm:SlurmExecutor",
     "ray": "nemoflow.executors.ray:RayExecutor",
     "kuberay": "nemoflow.executors.kuberay:KubeRayExecutor",
+    "dgxcloud": "nemoflow.executors.dgxcloud:DGXCloudExecutor",
+    "lepton": "nemoflow.executors.lepton:LeptonExecutor",
 }
 
 
