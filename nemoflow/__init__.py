@@ -41,6 +41,7 @@ _EXPORTS = {
     "RayExecutor": "nemoflow.executors.ray",
     "KubeRayExecutor": "nemoflow.executors.kuberay",
     "KubeRayWorkerGroup": "nemoflow.executors.kuberay",
+    "KubernetesExecutor": "nemoflow.executors.kubernetes",
     "DGXCloudExecutor": "nemoflow.executors.dgxcloud",
     "LeptonExecutor": "nemoflow.executors.lepton",
     "LocalTunnel": "nemoflow.executors.tunnels",
@@ -93,6 +94,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from nemoflow.executors.dgxcloud import DGXCloudExecutor
     from nemoflow.executors.docker import DockerExecutor
     from nemoflow.executors.kuberay import KubeRayExecutor, KubeRayWorkerGroup
+    from nemoflow.executors.kubernetes import KubernetesExecutor
     from nemoflow.executors.lepton import LeptonExecutor
     from nemoflow.executors.local import LocalExecutor
     from nemoflow.executors.packagers import GitArchivePackager, HybridPackager, PatternPackager

@@ -16,6 +16,7 @@ REGISTRY: dict[str, str] = {
     "slurm": "nemoflow.executors.slurm:SlurmExecutor",
     "ray": "nemoflow.executors.ray:RayExecutor",
     "kuberay": "nemoflow.executors.kuberay:KubeRayExecutor",
+    "kubernetes": "nemoflow.executors.kubernetes:KubernetesExecutor",
     "dgxcloud": "nemoflow.executors.dgxcloud:DGXCloudExecutor",
     "lepton": "nemoflow.executors.lepton:LeptonExecutor",
 }

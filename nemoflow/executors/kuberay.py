@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from typing import Any
 
@@ -205,26 +204,9 @@ class KubeRayExecutor(Executor):
 def api_client(executor: KubeRayExecutor) -> Any:
     """A ``kubernetes.client.ApiClient`` for the executor's cluster: its kubeconfig (or ``$KUBECONFIG``, else
     ``~/.kube/config``) and context, else the in-cluster service account."""
-    try:
-        from kubernetes import client, config
-    except ImportError as exc:  # pragma: no cover - depends on the extra
-        raise ExecutorError("KubeRay needs the kubernetes client: pip install 'nemoflow[kubernetes]'") from exc
-    # Read the environment now: the client reads $KUBECONFIG once, when it is first imported.
-    path = executor.kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-    configuration = client.Configuration()
-    try:
-        config.load_kube_config(
-            config_file=path, context=executor.context, client_configuration=configuration, persist_config=False
-        )
-    except (config.ConfigException, OSError) as exc:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            raise ExecutorError(
-                f"no Kubernetes cluster configured: cannot load the kubeconfig {path} ({exc}), and this is not a pod"
-                " (set KUBECONFIG, or KubeRayExecutor(kubeconfig=..., context=...))"
-            ) from exc
-    return client.ApiClient(configuration)
+    from nemoflow.executors.kube import connect
+
+    return connect(executor.kubeconfig, executor.context, "KubeRay", "KubeRayExecutor")[0]
 
 
 class Kube:
