@@ -2,8 +2,10 @@
 
 Retries are urllib3's ``Retry`` mounted on a ``requests`` session: connection errors, 429 and 5xx
 are retried up to ``retries`` times with exponential backoff, and a 429/503 ``Retry-After`` is
-honoured. A 401/403 is one :class:`CredentialError` naming the credential to fix. Secrets are sent
-in headers or bodies only; no message here ever contains a request's headers or body.
+honoured (up to ``max_retry_after`` seconds). A POST (a create) is retried only on 429 and 503, which
+say the request was not served: a 500/502/504 may come after the workload was made, and a second one
+would run the step twice. A 401/403 is one :class:`CredentialError` naming the credential to fix.
+Secrets are sent in headers or bodies only; no message here ever contains a request's headers or body.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     import requests
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
+_POST_RETRY_STATUS = (429, 503)  # the request was not served: a create can be sent again
 MASK = "**********"  # what pydantic writes for a SecretStr
 _BODY_CHARS = 300  # how much of an error response a message quotes
 
@@ -49,6 +52,7 @@ class RestClient:
         retries: how many times a request is retried (connection errors, 429, 5xx).
         backoff: the first retry's delay in seconds; each next one doubles it.
         timeout: seconds to connect and to wait for each read.
+        max_retry_after: the longest ``Retry-After`` waited for; a longer one is cut to it.
     """
 
     def __init__(
@@ -61,13 +65,14 @@ class RestClient:
         retries: int = 5,
         backoff: float = 1.0,
         timeout: float = 30.0,
+        max_retry_after: float = 120.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.service = service
         self.credential = credential
         self.auth = auth
         self.timeout = timeout
-        self.session = _session(retries, backoff)
+        self.session = _session(retries, backoff, max_retry_after)
 
     def request(
         self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None, auth: bool = True
@@ -124,7 +129,7 @@ class RestClient:
         raise ExecutorError(f"{self.service}: {method} {url} answered HTTP {status}: {body or response.reason}")
 
 
-def _session(retries: int, backoff: float) -> requests.Session:
+def _session(retries: int, backoff: float, max_retry_after: float) -> requests.Session:
     try:
         import requests
         from requests.adapters import HTTPAdapter
@@ -133,14 +138,24 @@ def _session(retries: int, backoff: float) -> requests.Session:
         raise UserError(
             "the cloud executors need the requests package", hint="pip install 'nemoflow[dgxcloud]'"
         ) from None
-    retry = Retry(
+
+    class _Retry(Retry):
+        def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+            if method.upper() == "POST" and status_code not in _POST_RETRY_STATUS:
+                return False
+            return super().is_retry(method, status_code, has_retry_after)
+
+        def parse_retry_after(self, retry_after: str) -> float:
+            return min(super().parse_retry_after(retry_after), max_retry_after)
+
+    retry = _Retry(
         total=retries,
         connect=retries,
         read=retries,
         status=retries,
         backoff_factor=backoff,
         status_forcelist=RETRY_STATUS,
-        allowed_methods=None,  # POST too, as NeMo Run's clients retry a create (workload names are unique)
+        allowed_methods=None,  # every verb; POST only on 429/503 (_Retry.is_retry)
         respect_retry_after_header=True,
         raise_on_status=False,
     )
