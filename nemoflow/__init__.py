@@ -18,6 +18,10 @@ _EXPORTS = {
     "partial": "nemoflow.configs.core",
     "config": "nemoflow.configs.core",
     "File": "nemoflow.configs.refs",
+    "autoconvert": "nemoflow.configs.autoconvert",
+    "OptionalDefaultConfig": "nemoflow.configs.core",
+    "OptionalDefaultPartial": "nemoflow.configs.core",
+    "set_value": "nemoflow.configs.paths",
     "walk": "nemoflow.configs.treeops",
     "broadcast": "nemoflow.configs.treeops",
     "diff": "nemoflow.configs.treeops",
@@ -82,7 +86,18 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nemoflow.configs.core import Config, Partial, Script, build, config, partial
+    from nemoflow.configs.autoconvert import autoconvert
+    from nemoflow.configs.core import (
+        Config,
+        OptionalDefaultConfig,
+        OptionalDefaultPartial,
+        Partial,
+        Script,
+        build,
+        config,
+        partial,
+    )
+    from nemoflow.configs.paths import set_value
     from nemoflow.configs.refs import File
     from nemoflow.configs.sweeps import sweep
     from nemoflow.configs.treeops import broadcast, diff, walk

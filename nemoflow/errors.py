@@ -60,9 +60,59 @@ class ConfigError(UserError):
         self.path = path
 
     def at(self, prefix: str) -> ConfigError:
-        """The same error with ``prefix`` put in front of its path."""
+        """The same error (of the same class) with ``prefix`` put in front of its path."""
         path = f"{prefix}.{self.path}" if self.path else prefix
-        return ConfigError(self.message, path=path, hint=self.hint)
+        return type(self)(self.message, path=path, hint=self.hint)
+
+
+# Where NeMo Run raises a builtin, nemoflow raises one of these: still a ConfigError (shown without a
+# traceback, with its path and hint), and also that builtin, so ported ``except TypeError:`` code catches.
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A config error NeMo Run raises as ``TypeError``: an unknown or missing argument, a target that is
+    not callable, a target that refused its arguments with a ``TypeError``."""
+
+
+class ConfigValueError(ConfigError, ValueError):
+    """A config error NeMo Run raises as ``ValueError``: a value its parameter refuses, an unsupported
+    format, a malformed path."""
+
+
+class ConfigAttributeError(ConfigError, AttributeError):
+    """A config error NeMo Run raises as ``AttributeError``: reading an argument that is not set."""
+
+
+class ConfigAssertionError(ConfigError, AssertionError):
+    """A config error NeMo Run raises as ``AssertionError``: a ``Script`` with neither path nor inline, a
+    failing ``assert`` in a dataclass's ``__post_init__``."""
+
+
+class UnknownArgumentError(ConfigError, TypeError, AttributeError):
+    """An argument the target does not take: a ``TypeError`` when passed to the constructor (NeMo Run's
+    ``Config(fn, bogus=1)``), an ``AttributeError`` when set or read as an attribute (``cfg.bogus``)."""
+
+
+class SetValueError(ConfigValueError):
+    """``set_value(cfg, path, value)`` could not follow or set ``path`` (NeMo Run's ``SetValueError``)."""
+
+
+_LIKE: tuple[tuple[type[BaseException], type[ConfigError]], ...] = (
+    (AttributeError, ConfigAttributeError),
+    (TypeError, ConfigTypeError),
+    (ValueError, ConfigValueError),
+    (AssertionError, ConfigAssertionError),
+)
+
+
+def config_error_like(exc: BaseException, message: str, *, path: str = "", hint: str | None = None) -> ConfigError:
+    """A ConfigError that is also an instance of ``exc``'s builtin kind (TypeError, ValueError, ...)."""
+    if isinstance(exc, ConfigError):
+        return type(exc)(message, path=path, hint=hint)
+    for builtin, cls in _LIKE:
+        if isinstance(exc, builtin):
+            return cls(message, path=path, hint=hint)
+    return ConfigError(message, path=path, hint=hint)
 
 
 class PipelineError(UserError):

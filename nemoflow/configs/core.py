@@ -11,13 +11,33 @@ import contextlib
 import contextvars
 import copy
 import functools
-import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+import types
+from collections.abc import Callable, Iterator, Mapping
+from typing import Annotated, Any, Generic, TypeVar
 
+from nemoflow.configs import arguments as nemo_args
 from nemoflow.configs.refs import File, StepOutput, StepResult
+from nemoflow.configs.script import Script
 from nemoflow.configs.validation import Deferred, check_value, signature_of, target_name
-from nemoflow.errors import ConfigError, describe_value
+from nemoflow.errors import (
+    ConfigAttributeError,
+    ConfigError,
+    ConfigTypeError,
+    config_error_like,
+    describe_value,
+)
+
+__all__ = [
+    "Buildable",
+    "Config",
+    "OptionalDefaultConfig",
+    "OptionalDefaultPartial",
+    "Partial",
+    "Script",
+    "build",
+    "config",
+    "partial",
+]
 
 T = TypeVar("T")
 _TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("nemoflow_trusted_values", default=False)
@@ -41,17 +61,46 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-class Buildable(Deferred, Generic[T]):
-    """A target (function or class) with some of its arguments set."""
+class _unless_parameter:
+    """A config method (NeMo Run's ``clone``, ``walk``, ``broadcast``) that gives way to a target's parameter
+    of the same name: ``cfg.walk`` is the argument when the target takes ``walk``."""
 
-    def __init__(self, fn_or_cls: Callable[..., T], /, **kwargs: Any) -> None:
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj: Any, cls: type | None = None) -> Any:
+        if obj is None:
+            return self.fn
+        if self.name in obj.__signature__.params or self.name in obj.__arguments__:
+            return obj.__getattr__(self.name)
+        return types.MethodType(self.fn, obj)
+
+
+class Buildable(Deferred, Generic[T]):
+    """A target (function or class) with some of its arguments set.
+
+    As in NeMo Run: positional arguments fill parameters in order, a dataclass instance given as an
+    argument becomes a ``Config`` of its fields, a parameter annotated ``OptionalDefaultConfig[X]`` left
+    unset (or ``None``) gets ``Config(X)``, and ``Config({}, a=1)`` builds a dict.
+
+    Raises:
+        UnknownArgumentError: an argument the target does not take (a ``TypeError``).
+        ConfigTypeError: a target that is not a function or class, or too many positional arguments.
+        ConfigValueError: a value its parameter's annotation refuses (a ``ValueError``).
+    """
+
+    def __init__(self, fn_or_cls: Callable[..., T], /, *args: Any, **kwargs: Any) -> None:
         fn_or_cls = getattr(fn_or_cls, "__nemoflow_target__", fn_or_cls)  # a function bound to an executor
+        if nemo_args.is_dict_target(fn_or_cls):
+            fn_or_cls = dict  # type: ignore[assignment]
         if isinstance(fn_or_cls, Buildable) or not callable(fn_or_cls):
-            raise ConfigError(f"a config target must be a function or class, got {describe_value(fn_or_cls)}")
+            raise ConfigTypeError(f"a config target must be a function or class, got {describe_value(fn_or_cls)}")
         signature = signature_of(fn_or_cls)
         shadowing = signature.params.keys() & _own_names(type(self))  # build, and anything else a config has
         if shadowing:
-            raise ConfigError(
+            raise ConfigTypeError(
                 f"{signature.target_name} has a parameter named {sorted(shadowing)[0]!r}, which is a config method",
                 hint="rename the parameter, or use nemoflow.build(cfg) and a plain function",
             )
@@ -59,8 +108,15 @@ class Buildable(Deferred, Generic[T]):
         object.__setattr__(self, "__signature__", signature)
         object.__setattr__(self, "__arguments__", {})
         object.__setattr__(self, "__nf_path__", "")
+        if args:
+            kwargs = {**nemo_args.by_name(signature, args), **kwargs}
         for name, value in kwargs.items():
+            if nemo_args.is_dataclass_instance(value):
+                value = nemo_args.from_dataclass(value, Config)
             setattr(self, name, value)
+        for name, kind, made in nemo_args.default_configs(fn_or_cls, Buildable):
+            if kwargs.get(name) is None:  # NeMo Run's OptionalDefaultConfig: unset or None builds the default
+                setattr(self, name, kind(made))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
@@ -68,12 +124,9 @@ class Buildable(Deferred, Generic[T]):
         arguments = self.__arguments__
         if name in arguments:
             return arguments[name]
-        try:
-            param = self._param(name)
-        except ConfigError as exc:  # hasattr() and getattr(cfg, name, default) expect an AttributeError
-            raise AttributeError(str(exc)) from None
+        param = self._param(name)  # an UnknownArgumentError is an AttributeError, as hasattr() expects
         if param.required:
-            raise AttributeError(f"{_join(self.__nf_path__, name)} has not been set")
+            raise ConfigAttributeError(f"{_join(self.__nf_path__, name)} has not been set")
         return param.default
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -91,7 +144,7 @@ class Buildable(Deferred, Generic[T]):
         try:
             del self.__arguments__[name]
         except KeyError:
-            raise AttributeError(f"{_join(self.__nf_path__, name)} has not been set") from None
+            raise ConfigAttributeError(f"{_join(self.__nf_path__, name)} has not been set") from None
 
     def _param(self, name: str) -> Any:
         try:
@@ -132,6 +185,23 @@ class Buildable(Deferred, Generic[T]):
         """Build this config (NeMo Run parity); same as ``nemoflow.build(cfg)``."""
         return build(self)
 
+    @_unless_parameter
+    def clone(self) -> Buildable[T]:
+        """A deep copy of this config (NeMo Run's ``clone``); equal to it, not it."""
+        return copy.deepcopy(self)
+
+    @_unless_parameter
+    def walk(self, **transforms: Callable[[Any], Any]) -> Buildable[T]:
+        """For each ``name=fn``: on this config and every config nested in it that has ``name``, set
+        ``name`` to ``fn(that_config)`` (NeMo Run's ``walk``). Returns this config, changed."""
+        return _set_all(self, transforms, call=True)
+
+    @_unless_parameter
+    def broadcast(self, **values: Any) -> Buildable[T]:
+        """For each ``name=value``: set ``name`` on this config and every config nested in it that has
+        ``name`` (NeMo Run's ``broadcast``). Returns this config, changed."""
+        return _set_all(self, values, call=False)
+
 
 class Config(Buildable[T]):
     """Builds to ``target(**arguments)``."""
@@ -143,9 +213,38 @@ class Partial(Buildable[T]):
     builds_instance = False
 
 
+OptionalDefaultConfig = Annotated[T | None, Config[T]]
+"""A parameter that may be ``None`` and, left unset, gets ``Config(X)`` (NeMo Run's ``OptionalDefaultConfig``)."""
+OptionalDefaultPartial = Annotated[T | None, Partial[T]]
+"""Like :data:`OptionalDefaultConfig`, with ``Partial(X)``."""
+
+_GIVE_WAY = frozenset({"clone", "walk", "broadcast"})  # methods a parameter of that name hides
+
+
 @functools.cache
 def _own_names(cls: type) -> frozenset[str]:
-    return frozenset(dir(cls))
+    return frozenset(dir(cls)) - _GIVE_WAY
+
+
+def _set_all(cfg: Buildable[Any], changes: Mapping[str, Any], *, call: bool) -> Buildable[Any]:
+    """``walk`` / ``broadcast``: this config and every config reachable through arguments, each once."""
+    seen: set[int] = set()
+    stack: list[Any] = [cfg]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, Buildable):
+            for name, change in changes.items():
+                if hasattr(node, name):  # a parameter with a value or a default, as NeMo Run checks
+                    setattr(node, name, change(node) if call else change)
+            stack.extend(reversed(node.__arguments__.values()))
+        elif isinstance(node, (list, tuple)):
+            stack.extend(reversed(node))
+        elif isinstance(node, dict):
+            stack.extend(reversed(node.values()))
+    return cfg
 
 
 def place(cfg: Any, path: str) -> None:
@@ -173,67 +272,6 @@ def _adopt(value: Any, path: str, old: str | None = None) -> None:
     elif isinstance(value, dict):
         for key, item in value.items():
             _adopt(item, f"{path}.{key}", None if old is None else f"{old}.{key}")
-
-
-class Script:
-    """A shell or Python script run as a step, from a file (``path``) or ``inline`` text.
-
-    ``args`` may hold step outputs and Files (they become paths); ``env`` is added to the
-    environment. The script finds its output folder in ``$NEMOFLOW_OUTPUT_DIR``.
-    """
-
-    _FIELDS = ("path", "inline", "args", "env", "entrypoint")
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str] | None = None,
-        *,
-        inline: str | None = None,
-        args: Sequence[Any] = (),
-        env: Mapping[str, str] | None = None,
-        entrypoint: str = "bash",
-    ) -> None:
-        if (path is None) == (inline is None):
-            raise ConfigError("a Script needs exactly one of path=... or inline=...")
-        self.path = os.fspath(path) if path is not None else None
-        self.inline = inline
-        self.args = list(args)
-        self.env = dict(env or {})
-        self.entrypoint = entrypoint
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self._FIELDS:
-            from nemoflow.errors import did_you_mean
-
-            raise ConfigError(f"Script has no field {name!r}", path=name, hint=did_you_mean(name, self._FIELDS))
-        if name == "args":
-            for i, arg in enumerate(value):
-                if not isinstance(arg, (str, int, float, File, StepOutput)):
-                    raise ConfigError(
-                        f"expected str, number, File or step output, got {describe_value(arg)}", path=f"args[{i}]"
-                    )
-        elif name == "env":
-            for key, val in value.items():
-                if not isinstance(val, str):
-                    raise ConfigError(f"expected str, got {describe_value(val)}", path=f"env.{key}")
-        object.__setattr__(self, name, value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Script) and all(getattr(self, f) == getattr(other, f) for f in self._FIELDS)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        what = f"path={self.path!r}" if self.path is not None else f"inline={self.inline!r}"
-        return f"Script({what}, args={self.args!r}, env={self.env!r}, entrypoint={self.entrypoint!r})"
-
-    def command(self) -> list[str]:
-        """The command line that runs this script (args not yet resolved)."""
-        if self.inline is not None:
-            if self.entrypoint == "python":
-                return ["python", "-c", self.inline, *self.args]
-            return [self.entrypoint, "-c", self.inline, "nemoflow-script", *self.args]
-        return [self.entrypoint, self.path, *self.args]  # type: ignore[list-item]
 
 
 Resolver = Callable[[Any], Any]
@@ -278,11 +316,19 @@ def _build_one(cfg: Buildable[Any], path: str, resolve: Resolver | None) -> Any:
         return functools.partial(target, **arguments)
     missing = [p.name for p in cfg.__signature__.params.values() if p.required and p.name not in arguments]
     if missing:
-        raise ConfigError(f"{target_name(target)} is missing required argument(s): {', '.join(missing)}", path=path)
+        raise ConfigTypeError(f"{target_name(target)} is missing required argument(s): {', '.join(missing)}", path=path)
     try:
         return target(**arguments)
-    except (TypeError, ValueError, AssertionError) as exc:
-        raise ConfigError(f"building {target_name(target)} failed: {exc}", path=path) from exc
+    except (TypeError, ValueError, AssertionError) as exc:  # the same builtin kind as the target's own error
+        raise config_error_like(exc, f"building {target_name(target)} failed: {exc}", path=path) from exc
+    except RuntimeError as exc:
+        if type(exc).__name__ != "PydanticUserError":
+            raise
+        raise ConfigTypeError(
+            f"building {target_name(target)} failed: {str(exc).splitlines()[0]}",
+            path=path,
+            hint="its annotations name something that cannot be resolved at run time",
+        ) from exc
 
 
 def missing_arguments(cfg: Buildable[Any]) -> list[str]:

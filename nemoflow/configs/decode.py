@@ -16,8 +16,9 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from nemoflow.configs.core import Buildable, Config, Partial, Script
+from nemoflow.configs.core import Buildable, Config, Partial
 from nemoflow.configs.refs import File, StepLike, StepOutput, StepResult
+from nemoflow.configs.script import Script
 from nemoflow.errors import ConfigError, describe_value
 
 TARGET, PARTIAL = "_target_", "_partial_"
@@ -25,23 +26,42 @@ SCALARS = (str, int, float, bool, type(None))
 
 
 def import_object(path: str) -> Any:
-    """The object named by ``module:qualname`` (or ``module.qualname``): its module is imported, nothing called.
+    """The object named by ``module:qualname`` or, as NeMo Run and Hydra write it, ``module.qualname``: its
+    module is imported, nothing called. A dotted path is split at its longest importable module, so
+    ``pkg.mod.Outer.Inner`` finds class ``Outer.Inner`` in ``pkg.mod``.
 
     Raises:
         ConfigError: the module does not import (its error is in the message) or has no such name.
     """
     module_name, sep, qualname = path.partition(":")
-    if not sep:
-        module_name, _, qualname = path.rpartition(".")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
+        if sep:
+            obj: Any = importlib.import_module(module_name)
+        else:
+            obj, qualname = _longest_module(path)
+        for part in qualname.split(".") if qualname else ():
             obj = getattr(obj, part)
     except (ImportError, AttributeError, ValueError, TypeError) as exc:  # TypeError: a relative name (".x")
         raise ConfigError(f"cannot import {path!r}: {exc}") from None
     except Exception as exc:  # the module's own code failed while it was imported
         raise ConfigError(f"cannot import {path!r}: importing it raised {type(exc).__name__}: {exc}") from exc
     return obj
+
+
+def _longest_module(path: str) -> tuple[Any, str]:
+    """The module named by the longest importable prefix of dotted ``path``, and the rest of the path.
+
+    Only a module that does not exist moves the split left; one that exists but fails to import raises.
+    """
+    parts = path.split(".")
+    for i in range(len(parts), 0, -1):
+        name = ".".join(parts[:i])
+        try:
+            return importlib.import_module(name), ".".join(parts[i:])
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
+                raise  # a module it imports is missing: the module itself exists
+    raise ModuleNotFoundError(f"No module named {parts[0]!r}", name=parts[0])
 
 
 def from_data(data: Any, *, steps: Mapping[str, StepLike] | None = None, path: str = "", trusted: bool = False) -> Any:

@@ -4,6 +4,9 @@ The data form names targets by import path (``module:qualname``), Hydra style::
 
     {"_target_": "quickstart:train", "_partial_": true, "lr": 0.1,
      "data": {"_output_": "prepare", "path": "data.npz"}}
+
+Keys hash that form. Config files are written with the dotted names NeMo Run and Hydra write
+(``_target_: quickstart.train``); both spellings are read.
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from nemoflow.configs.core import Buildable, Partial, Script
+from nemoflow.configs.core import Buildable, Partial
 from nemoflow.configs.decode import PARTIAL, SCALARS, TAGS, TARGET, from_data, import_object, is_named_callable
 from nemoflow.configs.refs import File, StepLike, StepOutput, StepResult
-from nemoflow.errors import ConfigError, UserError
+from nemoflow.configs.script import Script
+from nemoflow.errors import ConfigError, ConfigValueError, UserError
 
 __all__ = [
     "FORMATS",
     "PARTIAL",
     "TARGET",
     "canonical_json",
+    "dotted",
     "dumps",
     "from_data",
     "import_object",
@@ -85,7 +90,8 @@ def to_data(value: Any) -> Any:
             data[name] = to_data(value.__arguments__[name])
         return data
     if isinstance(value, Script):
-        return {"_script_": {f: to_data(getattr(value, f)) for f in Script._FIELDS}}
+        fields = [f for f in Script._FIELDS if f != "m" or value.m]  # m only when set: older Scripts keep their keys
+        return {"_script_": {f: to_data(getattr(value, f)) for f in fields}}
     if isinstance(value, File):
         return {"_file_": value.path}
     if isinstance(value, StepOutput):
@@ -142,8 +148,12 @@ FORMATS = ("yaml", "toml", "json", "py")
 
 
 def dumps(value: Any, fmt: str) -> str:
-    """A config as YAML, TOML, JSON or Python source text."""
-    data = to_data(value)
+    """A config as YAML, TOML, JSON or Python source text; targets named ``module.qualname``.
+
+    Raises:
+        ConfigValueError: an unknown format (a ``ValueError``, as in NeMo Run).
+    """
+    data = dotted(to_data(value))
     if fmt == "json":
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
     if fmt == "yaml":
@@ -156,7 +166,24 @@ def dumps(value: Any, fmt: str) -> str:
         return tomli_w.dumps(_toml_safe(data))
     if fmt == "py":
         return python_source(value)
-    raise UserError(f"unknown config format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+    raise ConfigValueError(f"unknown config format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+
+
+_NAMED_BY_PATH = (TARGET, "_import_", "_enum_")
+
+
+def dotted(data: Any) -> Any:
+    """``to_data``'s form with its import paths written as NeMo Run and Hydra do: ``module.Outer.Inner``
+    for ``module:Outer.Inner``."""
+    if isinstance(data, list):
+        return [dotted(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    out = {k: dotted(v) for k, v in data.items()}
+    for tag in _NAMED_BY_PATH:
+        if isinstance(out.get(tag), str):
+            out[tag] = out[tag].replace(":", ".", 1)
+    return out
 
 
 def loads(text: str, fmt: str, *, steps: Mapping[str, StepLike] | None = None) -> Any:
@@ -176,7 +203,7 @@ def loads(text: str, fmt: str, *, steps: Mapping[str, StepLike] | None = None) -
 
         data = _from_toml(tomllib.loads(text))
     else:
-        raise UserError(f"cannot load configs from {fmt!r} text", hint="use yaml, toml or json")
+        raise ConfigValueError(f"cannot load configs from {fmt!r} text", hint="use yaml, toml or json")
     return from_data(data, steps=steps)
 
 
@@ -219,7 +246,7 @@ def load(path: str | os.PathLike[str], *, steps: Mapping[str, StepLike] | None =
 def _format_of(path: pathlib.Path) -> str:
     fmt = {".yml": "yaml", ".yaml": "yaml", ".toml": "toml", ".json": "json", ".py": "py"}.get(path.suffix)
     if fmt is None:
-        raise UserError(f"cannot tell the format of {str(path)!r}", hint="use .yaml, .toml, .json or .py")
+        raise ConfigValueError(f"cannot tell the format of {str(path)!r}", hint="use .yaml, .toml, .json or .py")
     return fmt
 
 

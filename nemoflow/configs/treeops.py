@@ -7,9 +7,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from nemoflow.configs.core import Buildable, Script
+from nemoflow.configs.core import Buildable
+from nemoflow.configs.paths import get_value, set_value
+from nemoflow.configs.script import Script
 from nemoflow.configs.serialize import to_data
-from nemoflow.errors import ConfigError
+from nemoflow.errors import ConfigError, ConfigTypeError
+
+__all__ = ["broadcast", "children", "diff", "get_value", "nodes", "path_of", "set_value", "walk"]
 
 
 def _join(path: str, name: str) -> str:
@@ -62,15 +66,34 @@ def path_of(tree: Any, target: Any, root: str = "") -> str:
     return next((path for path, node in walk(tree, root) if node is target), root)
 
 
-def broadcast(tree: Any, name: str, value: Any) -> int:
-    """Set argument ``name`` on every config in ``tree`` whose target takes it.
+_NO_VALUE: Any = object()
+
+
+def broadcast(tree: Any, name: str | None = None, value: Any = _NO_VALUE, /, **values: Any) -> int:
+    """Set argument ``name`` on every config in ``tree`` whose target takes it; in keyword form
+    (``broadcast(tree, hidden=2, seq_length=4)``, NeMo Run's) each of several names.
 
     Returns:
-        How many configs were changed.
+        How many configs were changed (by the last name, in keyword form).
 
     Raises:
-        ConfigError: no config in the tree takes ``name``.
+        ConfigError: no config in the tree takes a name; nothing is changed then.
     """
+    if name is not None:
+        if value is _NO_VALUE:
+            raise ConfigTypeError("broadcast(tree, name, value) needs a value", path=name)
+        values = {name: value, **values}
+    if not values:
+        raise ConfigTypeError("broadcast needs a name and a value, or name=value keywords")
+    for key in values:  # every name is taken somewhere, before anything changes
+        _takers(tree, key)
+    changed = 0
+    for key, item in values.items():
+        changed = _broadcast_one(tree, key, item)
+    return changed
+
+
+def _takers(tree: Any, name: str) -> dict[int, Buildable[Any]]:
     targets = {
         id(node): node  # a config shared by two places is one config
         for _path, node in walk(tree)
@@ -78,6 +101,11 @@ def broadcast(tree: Any, name: str, value: Any) -> int:
     }
     if not targets:
         raise ConfigError(f"no config in the tree takes an argument {name!r}", path=name)
+    return targets
+
+
+def _broadcast_one(tree: Any, name: str, value: Any) -> int:
+    targets = _takers(tree, name)
     for node in targets.values():  # check everywhere first, so a refused value changes nothing
         setattr(copy.copy(node), name, value)
     for node in targets.values():

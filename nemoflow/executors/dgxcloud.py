@@ -7,6 +7,7 @@ build runs on the cluster, or the volume is mounted here). See :mod:`nemoflow.ex
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 import shlex
@@ -22,7 +23,7 @@ from nemoflow.errors import ExecutorError
 from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
 from nemoflow.executors.packagers import AnyPackager
 from nemoflow.executors.rest import CredentialError, RestClient, secret_value
-from nemoflow.executors.shared_dir import SharedJob, collect, k8s_name, read_log, stage
+from nemoflow.executors.shared_dir import SharedJob, collect, k8s_name, preview, read_log, stage
 
 SECRET_ENV = "DGXCLOUD_APP_SECRET"
 NAME_CHARS = 34  # Run:ai workload names are at most 35 characters
@@ -135,6 +136,14 @@ class DGXCloudExecutor(Executor):
             raise ExecutorError(f"DGX Cloud did not give a workload id for step {job.step!r}: {answer!r}")
         details = {"workload": payload["name"], "kind": self._kind(), **shared.details()}
         return Handle(job, workload_id, native=_Running(shared), details=details)
+
+    def preview(self, job: Job) -> str:
+        """The workload ``submit`` would create for ``job`` (``--dry-run``): no request is made, nothing written."""
+        shared = preview(
+            job, remote_dir=self.pvc_nemoflow_dir, packager=self.packager, python=self.python, env_vars=self.env_vars
+        )
+        body = self.workload(k8s_name(job.name, NAME_CHARS), f"<id of {self.project_name}>", "<its cluster id>", shared)
+        return f"# POST {self.base_url}/workloads/{self._kind()}\n{json.dumps(body, indent=1)}\n"
 
     def status(self, handle: Handle) -> JobState:
         running: _Running = handle.native

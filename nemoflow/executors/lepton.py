@@ -7,6 +7,7 @@ Slurm). See :mod:`nemoflow.executors.shared_dir`.
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import re
@@ -21,7 +22,7 @@ from nemoflow.errors import ExecutorError, UserError
 from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
 from nemoflow.executors.packagers import AnyPackager
 from nemoflow.executors.rest import RestClient, secret_value
-from nemoflow.executors.shared_dir import SharedJob, collect, k8s_name, read_log, stage
+from nemoflow.executors.shared_dir import SharedJob, collect, k8s_name, preview, read_log, stage
 
 TOKEN_ENV = "LEPTON_WORKSPACE_TOKEN"
 URL_ENV = "LEPTON_WORKSPACE_URL"
@@ -142,6 +143,20 @@ class LeptonExecutor(Executor):
         if not job_id:
             raise ExecutorError(f"Lepton did not give a job id for step {job.step!r}: {answer!r}")
         return Handle(job, job_id, native=_Running(shared), details={"node_group": self.node_group, **shared.details()})
+
+    def preview(self, job: Job) -> str:
+        """The job ``submit`` would create for ``job`` (``--dry-run``): no request is made, nothing written."""
+        shared = preview(
+            job,
+            remote_dir=self.nemoflow_dir,
+            packager=self.packager,
+            python=self.python,
+            env_vars=self.env_vars,
+            pre_launch=self.pre_launch_commands,
+        )
+        body = self.job_body(k8s_name(job.name), f"<id of {self.node_group}>", ["<its nodes>"], shared)
+        url = self.workspace_url or f"${URL_ENV}"
+        return f"# POST {url}/jobs\n{json.dumps(body, indent=1)}\n"
 
     def status(self, handle: Handle) -> JobState:
         running: _Running | None = handle.native

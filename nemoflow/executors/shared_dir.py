@@ -15,6 +15,7 @@ is mounted here). Layout::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import posixpath
@@ -68,47 +69,83 @@ def stage(
             f"step {job.step!r}: the shared folder {local_dir!r} is not on this machine; mount the volume here "
             "(or run the build where it is mounted) and name it with the executor's local folder field"
         )
-    root = posixpath.join(remote_dir, job.experiment_id or "adhoc", job.name)
+    root = _root(job, remote_dir)
     here = Path(_to_local(root, remote_dir, local_dir))
     shutil.rmtree(here, ignore_errors=True)  # a re-run of the same job name starts clean
     (here / "output").mkdir(parents=True)
     hidden = local / ".nemoflow"
     hidden.mkdir(exist_ok=True)
     runtime = extract_once(runtime_package(job.stage_dir), hidden, "runtime")
-    mounts: dict[str, str] = {}
     package = code_package(packager, job.cwd, job.stage_dir, job.experiment_id)
+    code = None
     if package is not None:
-        code = extract_once(package, hidden, "code")
-        mounts[str(package.local_root)] = posixpath.join(remote_dir, ".nemoflow", code.name)
-    else:
-        mounts[job.cwd] = posixpath.join(root, "code")
-        pipeline = job.spec.get("pipeline")
-        if pipeline and os.path.relpath(pipeline["file"], job.cwd).startswith(".."):
-            mounts[str(Path(pipeline["file"]).parent)] = posixpath.join(root, "pipeline")
-    inputs = {name: posixpath.join(root, "inputs", name) for name in job.spec["upstream_dirs"]}
-    paths = RemotePaths(
-        root,
-        posixpath.join(root, "output"),
-        posixpath.join(remote_dir, ".nemoflow", runtime.name),
-        mounts=mounts,
-        inputs=inputs,
-    )
+        code = (
+            str(package.local_root),
+            posixpath.join(remote_dir, ".nemoflow", extract_once(package, hidden, "code").name),
+        )
+    paths = _layout(job, remote_dir, runtime.name, code)
     spec = remote_spec(job.spec, paths)
     for name, folder in job.spec["upstream_dirs"].items():
-        shutil.copytree(folder, _to_local(inputs[name], remote_dir, local_dir), dirs_exist_ok=True)
+        shutil.copytree(folder, _to_local(paths.inputs[name], remote_dir, local_dir), dirs_exist_ok=True)
     if package is None and spec.get("pipeline"):
         target = Path(_to_local(spec["pipeline"]["file"], remote_dir, local_dir))
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(job.spec["pipeline"]["file"], target)
     Path(_to_local(spec["workdir"], remote_dir, local_dir)).mkdir(parents=True, exist_ok=True)
     (here / "nemoflow-job.json").write_text(json.dumps(spec, indent=1))
+    command, env = _launch(job, paths, spec["workdir"], python, env_vars, pre_launch or [])
+    return SharedJob(paths, here, command, env, package.digest if package else None)
+
+
+def preview(
+    job: Job,
+    *,
+    remote_dir: str,
+    packager: Packager | None,
+    python: str,
+    env_vars: dict[str, str],
+    pre_launch: list[str] | None = None,
+) -> SharedJob:
+    """What :func:`stage` would give for ``job``, with ``<digest>`` for the packages' digests; writes nothing."""
+    if job.spec is None:
+        raise ExecutorError(f"step {job.step!r}: the cloud executors run nemoflow steps only (no job spec)")
+    code = (job.cwd, posixpath.join(remote_dir, ".nemoflow", "code-<digest>")) if packager is not None else None
+    paths = _layout(job, remote_dir, "runtime-<digest>", code)
+    command, env = _launch(job, paths, remote_spec(job.spec, paths)["workdir"], python, env_vars, pre_launch or [])
+    return SharedJob(paths, Path(paths.root), command, env)
+
+
+def _root(job: Job, remote_dir: str) -> str:
+    return posixpath.join(remote_dir, job.experiment_id or "adhoc", job.name)
+
+
+def _layout(job: Job, remote_dir: str, runtime_name: str, code: tuple[str, str] | None) -> RemotePaths:
+    """The job's paths as the workload sees them; ``code``: (local root, folder there) of the code package."""
+    assert job.spec is not None
+    root = _root(job, remote_dir)
+    mounts: dict[str, str] = {}
+    if code is not None:
+        mounts[code[0]] = code[1]
+    else:
+        mounts[job.cwd] = posixpath.join(root, "code")
+        pipeline = job.spec.get("pipeline")
+        if pipeline and os.path.relpath(pipeline["file"], job.cwd).startswith(".."):
+            mounts[str(Path(pipeline["file"]).parent)] = posixpath.join(root, "pipeline")
+    inputs = {name: posixpath.join(root, "inputs", name) for name in job.spec["upstream_dirs"]}
+    runtime_dir = posixpath.join(remote_dir, ".nemoflow", runtime_name)
+    return RemotePaths(root, posixpath.join(root, "output"), runtime_dir, mounts=mounts, inputs=inputs)
+
+
+def _launch(
+    job: Job, paths: RemotePaths, workdir: str, python: str, env_vars: dict[str, str], pre_launch: list[str]
+) -> tuple[list[str], dict[str, str]]:
+    """The workload's command and environment."""
     env = {k: v for k, v in {**job.env, **env_vars}.items() if k not in _LOCAL_ONLY_ENV}
     ours = run_env(paths)
     if "PYTHONPATH" in env and "PYTHONPATH" in ours:  # nemoflow's runtime stays first
         env["PYTHONPATH"] = f"{ours['PYTHONPATH']}:{env['PYTHONPATH']}"
     env = {**ours, **env, "NEMOFLOW_OUTPUT_DIR": paths.output_dir}
-    line = _script(spec["workdir"], run_command(python, paths), paths, pre_launch or [])
-    return SharedJob(paths, here, ["/bin/bash", "-c", line], env, package.digest if package else None)
+    return ["/bin/bash", "-c", _script(workdir, run_command(python, paths), paths, pre_launch)], env
 
 
 def _script(workdir: str, command: list[str], paths: RemotePaths, pre_launch: list[str]) -> str:
@@ -143,9 +180,15 @@ def read_log(shared: SharedJob) -> str:
 
 
 def k8s_name(name: str, limit: int = 34) -> str:
-    """``name`` as a workload name the services accept: lower case ``[a-z0-9-]``, a letter first, at most ``limit``."""
-    clean = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:limit].strip("-")
-    return clean if clean and clean[0].isalpha() else f"nf-{clean}"[:limit].strip("-")
+    """``name`` as a workload name the services accept: lower case ``[a-z0-9-]``, a letter first, at most ``limit``
+    characters (a longer one is cut and ends with a digest of the whole name)."""
+    clean = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    if not clean or not clean[0].isalpha():
+        clean = f"nf-{clean}".strip("-")
+    if len(clean) <= limit:
+        return clean
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]  # a cut name stays unique (its run id may be cut off)
+    return f"{clean[: limit - 9].rstrip('-')}-{digest}"
 
 
 def _to_local(remote: str, remote_dir: str, local_dir: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nemoflow.configs.checks import check_builds
 from nemoflow.configs.core import Buildable, Config, Script, missing_arguments
 from nemoflow.configs.refs import File, StepOutput, StepResult
 from nemoflow.configs.serialize import canonical_json, import_path, to_data
@@ -161,6 +162,8 @@ def make_plan(
     root = Path(workdir or os.getcwd()).absolute()
     steps = apply_plugins(exp, plugins, default_executor)
     scans = {name: _scan(exp, step) for name, step in steps.items()}
+    for name, step in steps.items():  # dataclass/pydantic validation rules fail here, before anything launches
+        check_builds(step.task, name)
     edges = {name: scan.upstream for name, scan in scans.items()}
     order = _topological(edges)
     wanted = _ancestors(edges, _known(exp, until, "--until")) if until else None

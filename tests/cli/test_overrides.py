@@ -341,9 +341,9 @@ def test_every_form_through_the_cli(script_dir: Path) -> None:
         "run_id=7",
         "executor_name=slurm",
     )
-    assert config["model"] == {"_target_": "train:ModelConfig", "activation": "relu", "dropout": 0.05, "hidden_size": 3}
-    assert config["training"] == {"_target_": "train:Training", "batch_size": 48, "lr": 2e-4, "steps": 29}
-    assert config["optim"] == {"_target_": "train:Optim", "momentum": 0.9, "name": "adam"}
+    assert config["model"] == {"_target_": "train.ModelConfig", "activation": "relu", "dropout": 0.05, "hidden_size": 3}
+    assert config["training"] == {"_target_": "train.Training", "batch_size": 48, "lr": 2e-4, "steps": 29}
+    assert config["optim"] == {"_target_": "train.Optim", "momentum": 0.9, "name": "adam"}
     assert config["tags"] == ["a", "b"] and config["table"] == {"x": 1} and config["shape"] == {"_tuple_": [2, 3]}
     assert (config["data_path"], config["version"], config["run_id"], config["executor_name"]) == (
         "/d",

@@ -316,3 +316,22 @@ def run_state(word: str):
 
 def _logs(folder: Path) -> str:
     return "".join(p.read_text(errors="replace") for p in (folder / "targets").rglob("nemoflow.log"))
+
+
+def test_dry_run_shows_the_workload_without_a_request(tmp_path: Path, dgx: DGXStub) -> None:
+    pipeline = _pipeline(
+        tmp_path,
+        dgx,
+        """
+        exp = nemoflow.Experiment("dgx_dry")
+        exp.add(nemoflow.Partial(greet, name="x"), name="greet", executor=ex)
+        """,
+        nodes=2,
+    )
+    proc = _build(pipeline, "--dry-run")
+    assert f"POST {dgx.url}/workloads/distributed" in proc.stdout
+    assert (
+        '"distributedFramework": "PyTorch"' in proc.stdout
+        and '"image": "nvcr.io/nvidia/pytorch:24.05-py3"' in proc.stdout
+    )
+    assert dgx.requests == [] and list((tmp_path / "pvc" / "nemoflow").iterdir()) == []

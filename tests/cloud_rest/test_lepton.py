@@ -7,6 +7,7 @@ running, runs its command on this machine; the mount is a folder of tmp_path tha
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 import time
@@ -24,6 +25,7 @@ from helpers import nemoflow, published_target, runs_by_step
 
 STEPS = """
 import os
+import re
 import sys
 import time
 
@@ -241,3 +243,27 @@ def test_an_unknown_node_group_is_named(tmp_path: Path, lepton: LeptonStub) -> N
     ex = _executor(lepton, tmp_path, node_group="a100-pool")
     with pytest.raises(ExecutorError, match="no node group 'a100-pool' \\(known: h100-pool\\)"):
         ex.node_group_ids(ex.client())
+
+
+def test_job_names_fit_the_service_and_stay_unique_when_cut() -> None:
+    from nemoflow.executors.shared_dir import k8s_name
+
+    first = k8s_name("Train_Big_Transformer_Model-8f3edc96c956-run00001")
+    second = k8s_name("Train_Big_Transformer_Model-8f3edc96c956-run00002")
+    assert first != second and len(first) <= 34 and len(second) <= 34
+    assert re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]", first) and first.startswith("train-big-transformer")
+    assert k8s_name("greet-8f3edc96c956-abcdef12") == "greet-8f3edc96c956-abcdef12"
+
+
+def test_dry_run_shows_the_job_without_a_request(tmp_path: Path, lepton: LeptonStub) -> None:
+    pipeline = _pipeline(
+        tmp_path,
+        lepton,
+        """
+        exp = nemoflow.Experiment("lepton_dry")
+        exp.add(nemoflow.Partial(greet, name="x"), name="greet", executor=ex)
+        """,
+    )
+    proc = _build(pipeline, "--dry-run")
+    assert f"POST {lepton.url}/jobs" in proc.stdout and '"resource_shape": "gpu.8xh100-80gb"' in proc.stdout
+    assert lepton.requests == [] and list((tmp_path / "mount" / "nemoflow").iterdir()) == []

@@ -16,7 +16,17 @@ from hypothesis import strategies as st
 import nemoflow
 from nemoflow.configs.core import Config, Partial, Script
 from nemoflow.configs.refs import StepOutput, StepResult
-from nemoflow.configs.serialize import canonical_json, dumps, from_data, load, loads, python_source, save, to_data
+from nemoflow.configs.serialize import (
+    canonical_json,
+    dotted,
+    dumps,
+    from_data,
+    load,
+    loads,
+    python_source,
+    save,
+    to_data,
+)
 from nemoflow.errors import ConfigError, UserError
 
 from targets_for_tests import (
@@ -242,8 +252,9 @@ def test_save_and_load_give_an_equal_config(config: Any, tmp_path: pathlib.Path,
     assert load(path) == config
 
 
-def test_yaml_reads_like_the_data_form() -> None:
-    assert yaml.safe_load(dumps(nested(), "yaml")) == to_data(nested())
+def test_yaml_reads_like_the_data_form_with_dotted_targets() -> None:
+    assert yaml.safe_load(dumps(nested(), "yaml")) == dotted(to_data(nested()))
+    assert yaml.safe_load(dumps(nested(), "yaml"))["_target_"] == "targets_for_tests.Trainer"
 
 
 def test_python_source_is_readable(tmp_path: pathlib.Path) -> None:
