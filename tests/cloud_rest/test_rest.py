@@ -47,3 +47,13 @@ def test_a_long_retry_after_is_cut_to_max_retry_after(dgx: DGXStub) -> None:
     started = time.monotonic()
     assert client.request("GET", "org-unit/projects")["projects"]
     assert 0.45 <= time.monotonic() - started < 10
+
+
+def test_a_403_is_one_error_naming_the_credential(dgx: DGXStub) -> None:
+    from nemoflow.executors.rest import CredentialError
+
+    dgx.fail("GET", r"/org-unit/projects$", 403)
+    client = RestClient(dgx.url, service="DGX Cloud", credential="app_id / app_secret", backoff=0.01)
+    with pytest.raises(CredentialError, match=r"DGX Cloud denied access \(HTTP 403 .*\(check app_id / app_secret\)"):
+        client.request("GET", "org-unit/projects")
+    assert len(dgx.requests) == 1  # not retried
