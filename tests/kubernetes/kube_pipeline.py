@@ -2,7 +2,7 @@
 mounted at NF_KUBE_MOUNT (the test's folder, holding the store), as a ReadWriteMany PVC would be.
 
 Environment: NF_KUBE_MOUNT, NF_EXIT (the train step exits with this code), NF_SLEEP (seconds it sleeps),
-NF_NO_VOLUME (1: the executor mounts no volume).
+NF_NO_VOLUME (1: the executor mounts no volume), NF_TOLERATIONS (JSON: the executor's tolerations).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def executor() -> nemoflow.KubernetesExecutor:
         volume_mounts=[{"name": "store", "mountPath": mount}] if shared else [],
         secret_env_vars={"HF_TOKEN": "hf/token"},
         labels={"team": "research"},
+        tolerations=json.loads(os.environ.get("NF_TOLERATIONS", "[]")),
         active_deadline_seconds=600,
         poll_interval=0.05,
         api_backoff=0.01,
