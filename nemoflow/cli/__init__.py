@@ -12,8 +12,14 @@ from typing import Any
 
 _EXPORTS = {
     "main": "nemoflow.cli.entrypoints",
-    "entrypoint": "nemoflow.cli.entrypoints",
-    "factory": "nemoflow.cli.entrypoints",
+    "entrypoint": "nemoflow.cli.decorators",
+    "factory": "nemoflow.cli.decorators",
+    "resolve_factory": "nemoflow.cli.decorators",
+    "list_entrypoints": "nemoflow.cli.decorators",
+    "list_factories": "nemoflow.cli.decorators",
+    "Entrypoint": "nemoflow.cli.decorators",
+    "RunContext": "nemoflow.cli.context",
+    "create_cli": "nemoflow.cli.multi",
     "run_entrypoint": "nemoflow.cli.entrypoints",
     "apply_overrides": "nemoflow.cli.overrides",
     "apply_to_experiment": "nemoflow.cli.overrides",

@@ -14,15 +14,16 @@ pydantic and rich load only when a command needs them.
 from __future__ import annotations
 
 # The engine is imported inside the functions that run a script's config: `python train.py --help` stays fast.
+import dataclasses
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
+from nemoflow.cli.decorators import Entrypoint, entrypoint, entrypoint_of, factory
 from nemoflow.cli.guard import reporting_errors
 from nemoflow.cli.options import (
-    EXPORTS,
     OPTION_HELP,
     OVERRIDE_HELP,
     Options,
@@ -33,84 +34,133 @@ from nemoflow.cli.options import (
 )
 from nemoflow.errors import UserError
 
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["entrypoint", "factory", "importable", "main", "one_step_experiment", "root_config", "run_entrypoint"]
 
 
-def entrypoint(fn: F | None = None, /, *, name: str | None = None, help: str | None = None) -> Any:
-    """Mark ``fn`` as a command-line entrypoint (``name``: its step name; ``help``: its description).
-
-    Usable bare (``@entrypoint``) or with arguments (``@entrypoint(name="pretrain")``); the
-    function itself is returned, still callable and importable.
-    """
-
-    def mark(target: F) -> F:
-        target.__nemoflow_entrypoint__ = {"name": name, "help": help}  # type: ignore[attr-defined]
-        return target
-
-    return mark(fn) if fn is not None else mark
-
-
-def factory(fn: F | None = None, /, *, name: str | None = None, for_type: Any = None) -> Any:
-    """Register a function returning a ``nemoflow.Config[T]`` as a factory, picked by ``model=NAME``.
+def main(
+    fn: Callable[..., Any],
+    default_factory: Callable[..., Any] | None = None,
+    default_executor: Any = None,
+    default_plugins: Any = None,
+    cmd_defaults: Mapping[str, Any] | None = None,
+    *,
+    argv: Sequence[str] | None = None,
+    **entrypoint_options: Any,
+) -> NoReturn:
+    """Run ``fn`` as a command-line program on ``sys.argv`` and exit with its code (NeMo Run's ``run.cli.main``).
 
     Args:
-        name: the name to pick it by (default: the function's name).
-        for_type: the type its config builds (default: T from a ``-> Config[T]`` annotation);
-            it fits parameters of that type only. The entrypoint function itself, for ``--factory``.
+        fn: the function (an ``@entrypoint``, or a plain function: it is made one with
+            ``entrypoint_options``).
+        default_factory: a function returning the config to start from (``--factory`` replaces it).
+        default_executor: the executor, or its Config, when the command line names none.
+        default_plugins: a plugin Config, or a list of them, when the command line names none.
+        cmd_defaults: option defaults: ``{"skip_confirmation": True, "tail_logs": True, ...}``.
+
+    Raises:
+        EntrypointError: (also a ValueError) ``default_plugins`` is not a Config or a list of Configs.
     """
-
-    def register(target: F) -> F:
-        from nemoflow.cli.factories import register as add
-
-        add(target, name=name, for_type=for_type)
-        return target
-
-    return register(fn) if fn is not None else register
-
-
-def main(fn: Callable[..., Any], argv: Sequence[str] | None = None) -> NoReturn:
-    """Run ``fn`` as a command-line program on ``sys.argv`` and exit with its code."""
-    sys.exit(run_entrypoint(fn, argv))
+    sys.exit(
+        run_entrypoint(
+            fn,
+            argv,
+            default_factory=default_factory,
+            default_executor=default_executor,
+            default_plugins=default_plugins,
+            cmd_defaults=cmd_defaults,
+            **entrypoint_options,
+        )
+    )
 
 
-def run_entrypoint(fn: Callable[..., Any], argv: Sequence[str] | None = None) -> int:
-    """Run ``fn`` as a command-line program; return the exit code.
+def run_entrypoint(
+    fn: Callable[..., Any],
+    argv: Sequence[str] | None = None,
+    *,
+    default_factory: Callable[..., Any] | None = None,
+    default_executor: Any = None,
+    default_plugins: Any = None,
+    cmd_defaults: Mapping[str, Any] | None = None,
+    **entrypoint_options: Any,
+) -> int:
+    """Run ``fn`` as a command-line program; return the exit code (arguments as :func:`main`'s).
 
     0: done (or up to date); 1: the step failed or the run was not confirmed; 2: bad input
     (shown as one message; ``--debug`` shows the traceback); 130: interrupted.
     """
+    from nemoflow.cli.configs import check_plugins
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    return reporting_errors(lambda: _run(fn, argv), debug="--debug" in argv, interrupted="interrupted")
+    check_plugins(default_plugins)
+    info = getattr(fn, "__nemoflow_entrypoint__", None)
+    if not isinstance(info, Entrypoint) or entrypoint_options:
+        entrypoint(fn, **entrypoint_options)
+    info = dataclasses.replace(
+        entrypoint_of(fn),
+        **{
+            k: v
+            for k, v in (
+                ("default_factory", default_factory),
+                ("default_executor", default_executor),
+                ("default_plugins", default_plugins),
+            )
+            if v is not None
+        },
+    )
+    return reporting_errors(lambda: _run(info, argv, cmd_defaults), debug="--debug" in argv, interrupted="interrupted")
 
 
-def _run(fn: Callable[..., Any], argv: list[str]) -> int:
+def _run(info: Entrypoint, argv: list[str], cmd_defaults: Mapping[str, Any] | None) -> int:
     from nemoflow.cli import render
+    from nemoflow.cli.configs import ask, entry_config, export, factory_rows, is_run_context, plugins_of, prepare
     from nemoflow.cli.overrides import apply_overrides, split_reserved
     from nemoflow.configs.validation import signature_of
 
-    opts = parse_argv(argv)
-    fn, script = importable(fn, direct=opts.direct)
-    info = getattr(fn, "__nemoflow_entrypoint__", None) or {}
-    cfg = root_config(fn, opts.factory)
+    opts = parse_argv(argv, cmd_defaults)
+    fn, script = importable(info.fn, direct=opts.direct)
+    opts.yes = opts.yes or info.skip_confirmation
+    opts.default_executor = same_in_script(info.default_executor, script)
+    opts.plugins = plugins_of(same_in_script(info.default_plugins, script))
+    if opts.load:
+        raise UserError("--load is not implemented (as in NeMo Run)", hint="use --yaml FILE or @FILE")
+    experiment = info.type == "experiment"
+    cfg = entry_config(fn, opts.factory or same_in_script(info.default_factory, script), yaml=opts.yaml)
     if opts.help:
-        doc = info.get("help") or fn.__doc__ or ""
-        title = opts.name or info.get("name") or fn.__name__
-        render.entrypoint_help(title, doc, parameter_rows(cfg), OPTION_HELP, OVERRIDE_HELP)
+        doc = info.help or fn.__doc__ or ""
+        title = opts.name or info.name
+        render.entrypoint_help(title, doc, parameter_rows(cfg), OPTION_HELP, OVERRIDE_HELP, factory_rows(fn, cfg))
         return 0
-    reserved, tokens = split_reserved(opts.tokens, taken=signature_of(fn).params)
+    params = signature_of(fn).params
+    taken = [p for p in params if not (experiment and is_run_context(params[p].annotation))]  # ctx.executor=...
+    reserved, tokens = split_reserved(opts.tokens, taken=taken)
     for override in reserved:
         apply_reserved(opts, override)
-    name = opts.name or info.get("name") or fn.__name__  # run.name=... may have set it
+    name = opts.name or info.name  # run.name=... may have set it
     cfg = apply_overrides(cfg, tokens)
     for fmt, path in opts.exports:
-        _export(cfg, fmt, path)
-    exp = one_step_experiment(fn, cfg, opts, name=name, script=script)
+        export(cfg, fmt, path)
+    if opts.exports:
+        render.note("Export complete. Skipping execution.")
+        return 0
+    executor, plugins = prepare(opts)
+    if experiment:
+        from nemoflow.cli.experiment_entry import run_experiment_entry
+
+        return run_experiment_entry(
+            fn, cfg, opts, name=name, script=script, executor=executor, plugins=plugins, ctx_cls=info.run_ctx_cls
+        )
+    exp = one_step_experiment(fn, cfg, name=name, script=script, executor=executor, plugins=plugins)
+    if opts.repl:
+        return _repl(
+            cfg,
+            lambda: _build(
+                one_step_experiment(fn, cfg, name=name, script=script, executor=executor, plugins=plugins), opts
+            ),
+        )
     if opts.dryrun:
         _show_plan(exp, cfg, opts)
         return 0
-    if opts.exports:
-        return 0
-    if not opts.yes and not _confirm(name, cfg):
+    if not opts.yes and not ask(name, cfg):
         render.note("not run (pass --yes or -y to run without asking)")
         return 1
     return _build(exp, opts)
@@ -142,71 +192,35 @@ def importable(fn: Callable[..., Any], *, direct: bool = False) -> tuple[Callabl
     return target, script
 
 
-def root_config(fn: Callable[..., Any], factory_text: str | None = None) -> Any:
-    """``Partial(fn)`` with a nested config for each dataclass-typed parameter, or ``--factory``'s product."""
-    from nemoflow.cli.factories import default_config
-    from nemoflow.configs.core import Partial
-    from nemoflow.configs.validation import signature_of
+def root_config(fn: Callable[..., Any], factory_text: Any = None) -> Any:
+    """``Partial(fn)`` with a nested config for each dataclass-typed parameter, or the factory's product."""
+    from nemoflow.cli.configs import entry_config
 
-    cfg = _from_factory(fn, factory_text) if factory_text else Partial(fn)
-    for param in signature_of(fn).params.values():
-        if param.name in cfg.__arguments__ or param.default is None:
-            continue
-        nested = default_config(param.annotation, param.default)
-        if nested is not None:
-            setattr(cfg, param.name, nested)
-    return cfg
+    return entry_config(fn, factory_text)
 
 
-def _from_factory(fn: Callable[..., Any], text: str) -> Any:
-    from nemoflow.cli import factories
-    from nemoflow.cli.tokens import FactoryCall, parse_value
-    from nemoflow.configs.core import Buildable, Config, Partial
-
-    where = f"--factory {text}"
-    value, _ = parse_value(text, token=text)
-    call = value if isinstance(value, FactoryCall) else FactoryCall(str(value))
-    made = factories.call(
-        factories.resolve(call.name, fn, where=where), call.args, call.kwargs, name=call.name, where=where
-    )
-    if not isinstance(made, Buildable) or made.__fn_or_cls__ is not fn:
-        raise UserError(f"factory {call.name} returned {made!r}, not a config of {fn.__name__}", where=where)
-    return Partial(fn, **made.__arguments__) if isinstance(made, Config) else made
+def same_in_script(value: Any, script: Path | None) -> Any:
+    """A function or class of ``__main__`` as the script's module (imported again by its file name) has it."""
+    if script is None or getattr(value, "__module__", None) != "__main__" or not hasattr(value, "__qualname__"):
+        return value
+    target: Any = sys.modules.get(script.stem)
+    for part in value.__qualname__.split("."):
+        target = getattr(target, part, None)
+    return value if target is None else target
 
 
-def _export(cfg: Any, fmt: str, path: str) -> None:
-    from nemoflow.cli import render
-    from nemoflow.configs.serialize import dumps
-
-    try:
-        Path(path).write_text(dumps(cfg, fmt))
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror}", where=EXPORTS[fmt]) from None
-    render.note(f"wrote {path}")
-
-
-def one_step_experiment(fn: Callable[..., Any], cfg: Any, opts: Options, *, name: str, script: Path | None) -> Any:
+def one_step_experiment(
+    fn: Callable[..., Any], cfg: Any, *, name: str, script: Path | None, executor: Any, plugins: list[Any]
+) -> Any:
     """The experiment that runs ``cfg`` as its one step, named ``name``."""
     from nemoflow.pipeline.experiment import Experiment
 
     exp = Experiment(name, description=(fn.__doc__ or "").strip().split("\n")[0])
-    exp.add(cfg, name=name, executor=_executor(opts), plugins=opts.plugins)
+    exp.add(cfg, name=name, executor=executor, plugins=plugins)
     if script is not None:  # the step subprocess imports the script under its file name, like a pipeline
         exp.pipeline_file = script
         exp.module_name = script.stem
     return exp
-
-
-def _executor(opts: Options) -> Any:
-    import pydantic
-
-    from nemoflow.executors import make_executor
-
-    try:
-        return make_executor(opts.executor, **opts.executor_fields)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise UserError(f"executor {opts.executor}: {problems}") from None
 
 
 def _show_plan(exp: Any, cfg: Any, opts: Options) -> None:
@@ -220,33 +234,47 @@ def _show_plan(exp: Any, cfg: Any, opts: Options) -> None:
     render.plan(make_plan(exp, Store(opts.store) if opts.store else default_store()), as_json=False)
 
 
-def _confirm(name: str, cfg: Any) -> bool:
+def _repl(task: Any, run_task: Callable[[], int]) -> int:
+    """``--repl``: an interactive shell with ``task`` (the config) and ``run_task()``; nothing runs unless asked."""
     from nemoflow.cli import render
-    from nemoflow.configs.serialize import dumps
 
-    render.resolved_config(dumps(cfg, "yaml"), unset_defaults(cfg))
-    question = f"Run {name} with this config? [y/N] "
-    if not sys.stdin.isatty():
-        render.note(f"{question}no (stdin is not a terminal)")
-        return False
+    render.note("Entering interactive mode...")
+    render.note("Use 'task' to access and modify the Partial object.")
+    render.note("Use 'run_task()' to execute the task when ready.")
+    names = {"task": task, "run_task": run_task}
     try:
-        answer = input(question)
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
+        from IPython import embed  # type: ignore[import-not-found]
+    except ImportError:
+        import code
+
+        code.interact(banner="", local=names, exitmsg="")
+    else:
+        embed(colors="neutral", user_ns=names)
+    return 0
 
 
 def _build(exp: Any, opts: Options) -> int:
     from nemoflow.cli import render
     from nemoflow.engine.build import build_experiment, default_store
-    from nemoflow.store.targets import Store
+    from nemoflow.store.targets import LOG, Store
 
     started = time.perf_counter()
     store = Store(opts.store) if opts.store else default_store()
+    # The step's own output streams to the terminal, as NeMo Run shows a task's prints.
     result = build_experiment(exp, store=store, direct=opts.direct, tail_logs=opts.tail_logs, raise_on_failure=False)
+    if opts.tail_logs:
+        for outcome in result.skipped:  # from the store: show what it printed when it ran
+            log = store.target_dir(outcome.name, outcome.key) / LOG
+            text = log.read_text(errors="replace") if log.is_file() else ""
+            render.note(f"{outcome.name} is up to date (key {outcome.key}): its output when it ran:")
+            if text:
+                sys.stdout.write("".join(f"[{outcome.name}] {line}" for line in text.splitlines(keepends=True)))
+                sys.stdout.flush()
     render.build_result(result, as_json=False, seconds=time.perf_counter() - started)
     if not result.ok:
         return 1
     (outcome,) = [*result.ran, *result.skipped]
-    render.result_value(store.load_result(outcome.name, outcome.key))
+    value = store.load_result(outcome.name, outcome.key)
+    if value is not None:  # a function that returns nothing prints nothing more (as under NeMo Run)
+        render.result_value(value)
     return 0

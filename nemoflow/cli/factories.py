@@ -8,6 +8,7 @@ takes. A value may also name a class, a module-level config, or a factory (regis
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import dataclasses
 import inspect
@@ -23,17 +24,30 @@ from nemoflow.errors import ConfigError, describe_value, did_you_mean
 
 @dataclass(frozen=True)
 class Factory:
-    """A registered factory: its name, the function, and the type its config builds (None: any)."""
+    """A registered factory: its name, the function, the type its config builds (None: any).
+
+    ``for_arg`` narrows it to one parameter of ``for_type`` (NeMo Run's ``target_arg``);
+    ``namespace`` is the name NeMo Run's ``resolve_factory(namespace, name)`` finds it under.
+    """
 
     name: str
     fn: Callable[..., Any]
     for_type: Any = None
+    for_arg: str | None = None
+    namespace: str | None = None
 
 
 _REGISTRY: dict[str, list[Factory]] = {}
 
 
-def register(fn: Callable[..., Any], *, name: str | None = None, for_type: Any = None) -> Factory:
+def register(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    for_type: Any = None,
+    for_arg: str | None = None,
+    namespace: str | None = None,
+) -> Factory:
     """Register ``fn`` as a factory called ``name`` (default: its own name).
 
     Registering the same function again (a script imported a second time under its file
@@ -41,33 +55,48 @@ def register(fn: Callable[..., Any], *, name: str | None = None, for_type: Any =
     """
     if not callable(fn):
         raise ConfigError(f"a factory must be a function, got {describe_value(fn)}")
-    factory = Factory(name or fn.__name__, fn, for_type if for_type is not None else _returned_type(fn))
-    same = _qualname(fn), _qualname(factory.for_type)
-    entries = [f for f in _REGISTRY.get(factory.name, []) if (_qualname(f.fn), _qualname(f.for_type)) != same]
+    kind = for_type if for_type is not None else _returned_type(fn)
+    factory = Factory(name or fn.__name__, fn, kind, for_arg, namespace)
+    same = _qualname(fn), _qualname(kind), for_arg
+    entries = [
+        f for f in _REGISTRY.get(factory.name, []) if (_qualname(f.fn), _qualname(f.for_type), f.for_arg) != same
+    ]
     _REGISTRY[factory.name] = [*entries, factory]
     return factory
 
 
-def registered(annotation: Any = Any) -> list[Factory]:
-    """The registered factories that fit a parameter annotated ``annotation``."""
-    return [f for entries in _REGISTRY.values() for f in entries if fits(f, annotation)]
+def in_namespace(namespace: str) -> list[Factory]:
+    """The factories registered under ``namespace`` (given as ``namespace=``, or the import path of their type)."""
+    return [
+        f for entries in _REGISTRY.values() for f in entries if namespace in (f.namespace, _import_path(f.for_type))
+    ]
 
 
-def find(name: str, annotation: Any) -> Factory | None:
-    """The registered factory ``name`` that fits ``annotation``, or None.
+def registered(annotation: Any = Any, *, owner: Any = None, arg: str | None = None) -> list[Factory]:
+    """The registered factories that fit a parameter annotated ``annotation`` (parameter ``arg`` of ``owner``)."""
+    return [f for entries in _REGISTRY.values() for f in entries if fits(f, annotation, owner=owner, arg=arg)]
+
+
+def find(name: str, annotation: Any, *, owner: Any = None, arg: str | None = None) -> Factory | None:
+    """The registered factory ``name`` that fits ``annotation`` (parameter ``arg`` of ``owner``), or None.
+
+    A factory registered for that very parameter (``target_arg``) wins over one for its type.
 
     Raises:
         ConfigError: two factories of that name fit.
     """
-    found = [f for f in _REGISTRY.get(name, []) if fits(f, annotation)]
+    candidates = [f for f in _REGISTRY.get(name, []) if fits(f, annotation, owner=owner, arg=arg)]
+    found = [f for f in candidates if f.for_arg] or candidates
     if len(found) > 1:
         kinds = ", ".join(_qualname(f.for_type) or "any type" for f in found)
         raise ConfigError(f"factory name {name!r} is ambiguous here (for {kinds})", hint="register with distinct names")
     return found[0] if found else None
 
 
-def fits(factory: Factory, annotation: Any) -> bool:
-    """Does ``factory``'s product suit a parameter annotated ``annotation``?"""
+def fits(factory: Factory, annotation: Any, *, owner: Any = None, arg: str | None = None) -> bool:
+    """Does ``factory``'s product suit a parameter annotated ``annotation`` (parameter ``arg`` of ``owner``)?"""
+    if factory.for_arg is not None:
+        return arg == factory.for_arg and owner is not None and owner is factory.for_type
     if factory.for_type is None:
         return True
     wanted = built_types(annotation)
@@ -113,13 +142,13 @@ def call(target: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, name:
         raise ConfigError(f"factory {name} failed: {type(exc).__name__}: {exc}", path=where) from None
 
 
-def resolve(name: str, annotation: Any, *, where: str) -> Any:
+def resolve(name: str, annotation: Any, *, where: str, owner: Any = None, arg: str | None = None) -> Any:
     """The factory called ``name`` (registered and fitting), or the object at dotted path ``name``.
 
     Raises:
         ConfigError: nothing by that name; the message suggests the closest factory names.
     """
-    factory = find(name, annotation)
+    factory = find(name, annotation, owner=owner, arg=arg)
     if factory is not None:
         return factory.fn
     if "." in name:
@@ -137,7 +166,7 @@ def resolve(name: str, annotation: Any, *, where: str) -> Any:
                 hint="register it with @nemoflow.cli.factory, or annotate it to return nemoflow.Config[...]",
             )
         return target
-    names = [f.name for f in registered(annotation)] or list(_REGISTRY)
+    names = [f.name for f in registered(annotation, owner=owner, arg=arg)] or list(_REGISTRY)
     raise ConfigError(
         f"no factory named {name!r}",
         path=where,
@@ -169,8 +198,26 @@ def default_config(annotation: Any, default: Any) -> Buildable[Any] | None:
     return None
 
 
-def _is_dataclass_instance(value: Any) -> bool:
+def is_dataclass_instance(value: Any) -> bool:
+    """A dataclass object (not a dataclass type)."""
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+_is_dataclass_instance = is_dataclass_instance
+
+
+def item_annotation(annotation: Any) -> Any:
+    """The item type of ``list[T]``, ``Sequence[T]``, ``tuple[T, ...]`` (Optional around them too); else Any."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return item_annotation(inner[0]) if len(inner) == 1 else Any
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return item_annotation(args[0])
+    if isinstance(origin, type) and issubclass(origin, (list, tuple, set, frozenset, collections.abc.Sequence)):
+        return args[0] if args else Any
+    return Any
 
 
 def _makes_configs(fn: Callable[..., Any]) -> bool:
@@ -195,7 +242,14 @@ def _returned_type(fn: Callable[..., Any]) -> Any:
     origin = typing.get_origin(returned)
     if isinstance(origin, type) and issubclass(origin, Buildable) and len(kinds) == 1:
         return next(iter(kinds))
+    if inspect.isclass(returned) and not issubclass(returned, Buildable) and returned.__module__ != "builtins":
+        return returned  # `-> Model` of an autoconvert factory: it makes Config[Model]
     return None
+
+
+def _import_path(obj: Any) -> str | None:
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    return f"{module}.{qualname}" if module and qualname else None
 
 
 def _qualname(obj: Any) -> str | None:

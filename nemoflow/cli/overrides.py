@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import inspect
 import operator
+import os
 import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -25,8 +26,10 @@ from nemoflow.cli.tokens import (
     Override,
     OverrideError,
     parse_override,
+    path_text,
     split_reserved,
 )
+from nemoflow.cli.values import resolve_value
 from nemoflow.configs.core import Buildable, Config, Partial, Script
 from nemoflow.configs.treeops import walk
 from nemoflow.errors import ConfigError, UserError, describe_value, did_you_mean
@@ -52,6 +55,7 @@ _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
     "-=": operator.sub,
     "*=": operator.mul,
     "/=": operator.truediv,
+    "|=": operator.or_,
 }
 
 
@@ -83,29 +87,79 @@ def apply_override(root: Buildable[Any], ov: Override, *, prefix: str = "") -> N
     if ov.path[0] == BROADCAST:
         broadcast([root], ov)
         return
-    parent = _descend(root, ov, prefix)
+    parent, owner = _descend(root, ov, prefix)
     name = ov.path[-1]
-    _assign(parent, name, _new_value(parent, name, ov), ov)
+    if isinstance(name, str):
+        assert isinstance(parent, Buildable)
+        _assign(parent, name, _new_value(parent, name, ov), ov)
+        return
+    assert isinstance(parent, list) and owner is not None
+    parent[name] = _new_item(parent, name, ov)
+    node, param_name = owner
+    _assign(node, param_name, node.__arguments__[param_name], ov)  # the changed list is checked again
 
 
-def _descend(root: Buildable[Any], ov: Override, prefix: str) -> Buildable[Any]:
-    """The config holding the last key of ``ov``; nested configs are made from dataclass defaults."""
-    node = root
-    for depth, name in enumerate(ov.path):
-        param = _param(node, name, root, ov, prefix)
-        if depth == len(ov.path) - 1:
-            return node
-        child = node.__arguments__.get(name, param.default)
-        if name not in node.__arguments__ or not isinstance(child, Buildable):
+def _descend(root: Buildable[Any], ov: Override, prefix: str) -> tuple[Any, tuple[Buildable[Any], str] | None]:
+    """The config (or list, for ``xs[0]=v``) holding the last key of ``ov``, and the config parameter
+    holding the nearest list above it. Nested configs are made from dataclass defaults; a default
+    is copied before it changes."""
+    node: Any = root
+    owner: tuple[Buildable[Any], str] | None = None
+    for depth, part in enumerate(ov.path):
+        last = depth == len(ov.path) - 1
+        if isinstance(part, int):
+            node = _item(node, part, ov, depth, last=last)
+            continue
+        if not isinstance(node, Buildable):
+            where = path_text(ov.path[:depth])
+            raise ConfigError(f"{where} is {describe_value(node)}, not a config: it has no {part!r}", path=ov.token)
+        param = _param(node, part, root, ov, prefix)
+        if last:
+            return node, owner
+        child = node.__arguments__.get(part, param.default)
+        if isinstance(ov.path[depth + 1], int):
+            if not isinstance(child, (list, tuple)):
+                shown = "not set" if child is inspect.Parameter.empty else describe_value(child)
+                raise ConfigError(f"{path_text(ov.path[: depth + 1])} is {shown}, not a list", path=ov.token)
+            setattr(node, part, copy.deepcopy(list(child)))
+            owner, node = (node, part), node.__arguments__[part]
+            continue
+        if part not in node.__arguments__ or not isinstance(child, Buildable):
             made = copy.deepcopy(child) if isinstance(child, Buildable) else _nested(param.annotation, child)
             if made is None:
-                where = ".".join(ov.path[: depth + 1])
+                where = path_text(ov.path[: depth + 1])
                 shown = "not set" if child is inspect.Parameter.empty else describe_value(child)
                 raise ConfigError(f"{where} is {shown}, not a config: it has no {ov.path[depth + 1]!r}", path=ov.token)
-            setattr(node, name, made)  # a default config is copied before it changes
+            setattr(node, part, made)
             child = made
         node = child
-    return node
+    return node, owner
+
+
+def _item(node: Any, index: int, ov: Override, depth: int, *, last: bool) -> Any:
+    """``xs[index]`` while descending: the list itself when it is the last part (it gets assigned)."""
+    where = path_text(ov.path[:depth])
+    if not isinstance(node, list):
+        raise ConfigError(f"{where} is {describe_value(node)}, not a list", path=ov.token)
+    if not -len(node) <= index < len(node):
+        raise IndexOutOfRange(f"{where} has {len(node)} item(s): no index {index}", path=ov.token)
+    if last:
+        return node
+    child = node[index]
+    if factories.is_dataclass_instance(child):
+        child = node[index] = factories.dataclass_config(child)
+    return child
+
+
+class IndexOutOfRange(ConfigError, IndexError):
+    """``xs[5]=...`` for a list of fewer items."""
+
+
+def _new_item(items: list[Any], index: int, ov: Override) -> Any:
+    value = resolve_value(ov.value, Any, ov)
+    if ov.op == "=":
+        return value
+    return _combine(ov, items[index], value)
 
 
 def _nested(annotation: Any, value: Any) -> Buildable[Any] | None:
@@ -159,7 +213,18 @@ def _new_value(node: Buildable[Any], name: str, ov: Override) -> Any:
         current = getattr(node, name)
     except AttributeError:
         raise ConfigError(f"{ov.key} has no value to update", path=ov.token, hint=f"set it: {ov.key}=...") from None
+    if isinstance(current, (list, tuple)) and name not in node.__arguments__:
+        current = copy.deepcopy(current)  # models+=[...] must not change the signature's default list
+    return _combine(ov, current, value)
+
+
+def _combine(ov: Override, current: Any, value: Any) -> Any:
+    """``current OP value`` for ``+=`` ``-=`` ``*=`` ``/=`` ``|=``."""
     try:
+        if isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(current, list) and isinstance(value, tuple):
+            value = list(value)
         return _ARITHMETIC[ov.op](current, value)
     except (TypeError, ZeroDivisionError, OverflowError, ValueError, MemoryError) as exc:
         raise ConfigError(
@@ -170,13 +235,16 @@ def _new_value(node: Buildable[Any], name: str, ov: Override) -> Any:
 def _factory_value(node: Buildable[Any], name: str, ov: Override) -> Any:
     """A factory's product when the value names one, else the parsed value."""
     annotation = node.__signature__.param(name).annotation
-    if isinstance(ov.value, FactoryCall):
-        call = ov.value
-        target = factories.resolve(call.name, annotation, where=ov.token)
-        return factories.call(target, call.args, call.kwargs, name=call.name, where=ov.token)
-    if not (ov.bare and DOTTED.fullmatch(ov.text)):
+    owner = node.__fn_or_cls__
+    if isinstance(ov.value, LoadFile) and not os.path.exists(ov.value.path) and _accepts(node, name, ov.text):
+        return ov.text  # handle=@someone for a text parameter, when no such file exists
+    if not ov.bare:
+        return resolve_value(ov.value, annotation, ov, owner=owner, arg=name)
+    if ov.text.strip().lower() in ("null", "none") and _accepts(node, name, None):
+        return None  # NeMo Run's (and YAML's) spelling, where None is allowed; else it is the text
+    if not DOTTED.fullmatch(ov.text):
         return ov.value
-    found = factories.find(ov.text, annotation)
+    found = factories.find(ov.text, annotation, owner=owner, arg=name)
     if found is not None:
         return factories.call(found.fn, (), {}, name=ov.text, where=ov.token)
     if "." in ov.text and not _accepts(node, name, ov.text):
@@ -237,7 +305,7 @@ def broadcast(trees: Iterable[Any], ov: Override) -> int:
             if parent is not None and (name in parent.__signature__.params or name in parent.__arguments__):
                 parents[id(parent)] = parent
     if not parents:
-        wanted = ".".join(ov.path[1:])
+        wanted = path_text(ov.path[1:])
         known = {p for tree in trees for _, n in walk(tree) if isinstance(n, Buildable) for p in config_paths(n)}
         raise ConfigError(f"no config takes {wanted!r}", path=ov.token, hint=did_you_mean(wanted, known))
     staged = []
@@ -285,7 +353,7 @@ def _flatten(data: dict[str, Any], cfg: Any, prefix: tuple[str, ...] = ()) -> It
     """(path, value) pairs of a nested mapping; a mapping under a nested config goes into it."""
     for key, value in data.items():
         current = cfg.__arguments__.get(key) if isinstance(cfg, Buildable) else None
-        if isinstance(value, dict) and isinstance(current, Buildable):
+        if isinstance(value, dict) and "_factory_" not in value and isinstance(current, Buildable):
             yield from _flatten(value, current, (*prefix, str(key)))
         else:
             yield (*prefix, str(key)), value

@@ -392,9 +392,15 @@ def error_json(exc: NemoflowError, exit_code: int) -> None:
 
 
 def entrypoint_help(
-    name: str, doc: str, rows: list[tuple[str, str, str]], options: list[tuple[str, str]], overrides: str
+    name: str,
+    doc: str,
+    rows: list[tuple[str, str, str]],
+    options: list[tuple[str, str]],
+    overrides: str,
+    factories: list[tuple[str, str]] = (),  # type: ignore[assignment]
 ) -> None:
-    """``python train.py --help``: the function's parameters with types and defaults, and the options."""
+    """``python train.py --help``: the function's parameters with types and defaults, the factories
+    registered for them, and the options."""
     _out.print(f"[bold]usage[/]: {escape(name)} [OVERRIDES...] [OPTIONS]")
     if doc.strip():
         _out.print(escape(doc.strip()), highlight=False)
@@ -404,6 +410,13 @@ def entrypoint_help(
     for row in rows:
         table.add_row(*(escape(cell) for cell in row))
     _out.print(table)
+    if factories:
+        factory_table = Table(title="factories", title_justify="left", show_header=False)
+        factory_table.add_column("for", no_wrap=True)
+        factory_table.add_column("names")
+        for where, names in factories:
+            factory_table.add_row(escape(where), escape(names))
+        _out.print(factory_table)
     options_table = Table(title="options", title_justify="left", show_header=False)
     options_table.add_column("option", no_wrap=True)
     options_table.add_column("meaning")

@@ -20,7 +20,8 @@ from typing import Any
 
 from nemoflow.errors import ConfigError
 
-OPERATORS = ("+=", "-=", "*=", "/=", "=")  # "=" last: the others start with a different character
+OPERATORS = ("+=", "-=", "*=", "/=", "|=", "=")  # "=" last: the others start with a different character
+INDEX = re.compile(r"\[(-?[0-9]+)\]")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _LITERAL_START = "[{(\"'"  # a value starting so must be a Python literal; anything else may be bare text
@@ -56,7 +57,7 @@ class Override:
     """One parsed ``key OP value`` token."""
 
     token: str
-    path: tuple[str, ...]  # ("model", "hidden_size"); ("*", "seed") broadcasts
+    path: tuple[str | int, ...]  # ("model", "hidden_size"); ("models", 0, "hidden_size"); ("*", "seed") broadcasts
     op: str
     text: str  # the value as written
     value: Any  # a literal, a FactoryCall, or the text itself when it is not a literal
@@ -64,12 +65,20 @@ class Override:
 
     @property
     def key(self) -> str:
-        return ".".join(self.path)
+        return path_text(self.path)
+
+
+def path_text(path: Iterable[str | int]) -> str:
+    """``("models", 0, "hidden")`` as written: ``models[0].hidden``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
 
 
 @dataclass(frozen=True)
 class LoadFile:
-    """An ``@file.yaml`` token."""
+    """An ``@file.yaml`` token (as a value, ``model=@model.yaml``: the file's config or data)."""
 
     token: str
     path: str
@@ -100,8 +109,8 @@ def parse_override(token: str, *, start: int = 0) -> Override | LoadFile:
     return Override(token, tuple(path), op, token[begin:], value, bare)
 
 
-def _parse_key(token: str, pos: int) -> tuple[list[str], int]:
-    parts: list[str] = []
+def _parse_key(token: str, pos: int) -> tuple[list[str | int], int]:
+    parts: list[str | int] = []
     while True:
         if not parts and token.startswith(BROADCAST + ".", pos):
             parts.append(BROADCAST)
@@ -113,6 +122,11 @@ def _parse_key(token: str, pos: int) -> tuple[list[str], int]:
                 raise OverrideError(token, pos, f"{found}: expected a parameter name", hint="write name=value")
             parts.append(match.group())
             pos = match.end()
+        while (index := INDEX.match(token, pos)) is not None:  # models[0]
+            parts.append(int(index.group(1)))
+            pos = index.end()
+        if token.startswith("[", pos):
+            raise OverrideError(token, pos, "malformed index", hint="write name[0]=value")
         if not token.startswith(".", pos):
             return parts, pos
         pos += 1
@@ -131,6 +145,8 @@ def parse_value(text: str, *, token: str = "", column: int = 0) -> tuple[Any, bo
         raise OverrideError(token, column, "unexpected '='", hint="use one '=' (or +=, -=, *=, /=)")
     stripped = text.strip()
     lead = len(text) - len(text.lstrip())
+    if stripped.startswith("@") and len(stripped) > 1:
+        return LoadFile(token, stripped[1:]), False
     try:
         tree = ast.parse(stripped, mode="eval").body
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
@@ -141,6 +157,12 @@ def parse_value(text: str, *, token: str = "", column: int = 0) -> tuple[Any, bo
         return text, True
     if isinstance(tree, ast.Call) and _dotted_name(tree.func) is not None:
         return _factory_call(tree, stripped, token=token, column=column + lead), False
+    if isinstance(tree, (ast.List, ast.Tuple)) and any(_is_call(e) for e in tree.elts):  # [f(1), f(2)]
+        items = [
+            _factory_call(e, stripped, token=token, column=column + lead) if _is_call(e) else _literal(e, stripped)
+            for e in tree.elts
+        ]
+        return (items if isinstance(tree, ast.List) else tuple(items)), False
     try:
         return ast.literal_eval(tree), False
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -154,6 +176,17 @@ def parse_value(text: str, *, token: str = "", column: int = 0) -> tuple[Any, bo
                 hint="quote strings inside lists and dicts: ['a', 'b']",
             ) from None
         return text, True
+
+
+def _is_call(node: ast.expr) -> bool:
+    return isinstance(node, ast.Call) and _dotted_name(node.func) is not None
+
+
+def _literal(node: ast.expr, text: str) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return ast.get_source_segment(text, node)  # a bare name among calls: [f(1), small] names a factory
 
 
 def _dotted_name(node: ast.expr) -> str | None:
@@ -204,7 +237,7 @@ def _char_offset(text: str, byte_offset: int) -> int:
     return len(text.encode()[:byte_offset].decode(errors="ignore"))
 
 
-RESERVED = ("executor", "run", "plugins")
+RESERVED = ("executor", "run", "plugins", "ctx")
 
 
 def split_reserved(tokens: Iterable[str], *, taken: Iterable[str] = ()) -> tuple[list[Override], list[str]]:
@@ -222,7 +255,7 @@ def split_reserved(tokens: Iterable[str], *, taken: Iterable[str] = ()) -> tuple
     for token in tokens:
         match = NAME.match(token)
         word = match.group() if match else None
-        if word in free and token[len(word) : len(word) + 1] in (".", "=", "+", "-", "*", "/"):
+        if word in free and token[len(word) : len(word) + 1] in (".", "=", "+", "-", "*", "/", "|", "["):
             item = parse_override(token)
             if isinstance(item, Override):
                 reserved.append(item)
