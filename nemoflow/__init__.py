@@ -53,6 +53,10 @@ _EXPORTS = {
     "GitArchivePackager": "nemoflow.executors.packagers",
     "PatternPackager": "nemoflow.executors.packagers",
     "HybridPackager": "nemoflow.executors.packagers",
+    "Packager": "nemoflow.executors.packagers",
+    "ExecutorMacros": "nemoflow.executors.macros",
+    "Torchrun": "nemoflow.executors.launchers",
+    "import_executor": "nemoflow.executors.imported",
     "Store": "nemoflow.store.targets",
     "Ledger": "nemoflow.record.ledger",
     "audit": "nemoflow.record.audit",
@@ -108,11 +112,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from nemoflow.executors.base import Executor
     from nemoflow.executors.dgxcloud import DGXCloudExecutor
     from nemoflow.executors.docker import DockerExecutor
+    from nemoflow.executors.imported import import_executor
     from nemoflow.executors.kuberay import KubeRayExecutor, KubeRayWorkerGroup
     from nemoflow.executors.kubernetes import KubernetesExecutor
+    from nemoflow.executors.launchers import Torchrun
     from nemoflow.executors.lepton import LeptonExecutor
     from nemoflow.executors.local import LocalExecutor
-    from nemoflow.executors.packagers import GitArchivePackager, HybridPackager, PatternPackager
+    from nemoflow.executors.macros import ExecutorMacros
+    from nemoflow.executors.packagers import GitArchivePackager, HybridPackager, Packager, PatternPackager
     from nemoflow.executors.ray import RayExecutor
     from nemoflow.executors.slurm import SlurmExecutor
     from nemoflow.executors.tunnels import LocalTunnel, SSHTunnel

@@ -24,7 +24,8 @@ import pydantic
 
 from nemoflow.errors import ExecutorError, UserError
 from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
-from nemoflow.executors.packagers import AnyPackager, Package
+from nemoflow.executors.launchers import Torchrun
+from nemoflow.executors.packagers import OptionalPackager, Package
 from nemoflow.executors.staging import (
     RemotePaths,
     code_package,
@@ -65,6 +66,9 @@ class DockerExecutor(Executor):
         memory: memory limit (``"4g"``).
         shm_size: size of ``/dev/shm`` (``"1g"``).
         network: the docker network; None: docker's default.
+        runtime: the container runtime (``"nvidia"``); None: docker's default.
+        ipc_mode: the IPC namespace (``"host"``, ``"shareable"``, ...); None: docker's default.
+        ntasks_per_node: processes of the step (NeMo Run's field, for ``nproc_per_node()``).
         packager: ships the code as an archive instead of mounting the build's folder.
         additional_kwargs: passed to ``containers.run`` as they are (they win over the fields above).
         python: the interpreter in the image.
@@ -79,7 +83,10 @@ class DockerExecutor(Executor):
     memory: str | None = None
     shm_size: str | None = None
     network: str | None = None
-    packager: AnyPackager | None = None
+    runtime: str | None = None
+    ipc_mode: str | None = None
+    ntasks_per_node: int = pydantic.Field(default=1, ge=1)
+    packager: OptionalPackager = None
     additional_kwargs: dict[str, Any] = {}
     python: str = "python3"
     pull: bool = False
@@ -99,9 +106,24 @@ class DockerExecutor(Executor):
                 raise ValueError(f"bad volume {volume!r}: use 'host:container', 'host:container:ro' or ':rw'")
         return value
 
+    def assign(self, exp_id: str, exp_dir: str, task_id: str, task_dir: str) -> None:
+        self._assign_dirs(exp_id, exp_dir, task_dir)
+
+    def nnodes(self) -> int:
+        return 1
+
+    def nproc_per_node(self) -> int:
+        return self.ntasks_per_node
+
     def submit(self, job: Job) -> Handle:
         if job.spec is None or job.stage_dir is None:
             raise ValueError(f"DockerExecutor runs nemoflow steps only: job {job.name!r} has no spec or stage_dir")
+        if isinstance(self.get_launcher(), Torchrun) or self.ntasks_per_node > 1:
+            raise UserError(
+                f"step {job.step!r}: DockerExecutor starts one process per container; launcher and "
+                "ntasks_per_node > 1 are not supported here yet",
+                hint="use LocalExecutor(ntasks_per_node=N, launcher='torchrun') or SlurmExecutor",
+            )
         client = _client()
         self._ensure_image(client)
         paths, binds, paths_digest = self._stage(job)
@@ -222,6 +244,8 @@ class DockerExecutor(Executor):
             "mem_limit": self.memory,
             "shm_size": self.shm_size,
             "network": self.network,
+            "runtime": self.runtime,
+            "ipc_mode": self.ipc_mode,
         }
         kwargs.update({name: value for name, value in optional.items() if value is not None})
         return {**kwargs, **self.additional_kwargs}

@@ -11,15 +11,15 @@ import sys
 import time as _time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pydantic
 
 from nemoflow.errors import ExecutorError
 from nemoflow.executors import remote
 from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
-from nemoflow.executors.launchers import Launcher
-from nemoflow.executors.packagers import AnyPackager
+from nemoflow.executors.macros import ExecutorMacros
+from nemoflow.executors.packagers import OptionalPackager
 from nemoflow.executors.slurm_poll import SlurmState, job_state, poller_for
 from nemoflow.executors.slurm_script import render_script
 from nemoflow.executors.staging import RemotePaths, code_package, remote_spec, run_command, run_env, runtime_package
@@ -65,15 +65,16 @@ class SlurmExecutor(Executor):
     cpus_per_task: int | None = None
     mem: str | None = None
     time: str | None = None
-    exclusive: bool | None = None
+    exclusive: bool | str | None = None  # True: --exclusive; a string: --exclusive=<it> (user, mcs, topo)
     array: str | None = None
     job_name_prefix: str | None = None
     additional_parameters: dict[str, Any] = {}
     dependency_type: Literal["afterok", "afterany"] = "afterok"
     container_image: str | None = None
     container_mounts: list[str] = []
-    packager: AnyPackager | None = None
-    launcher: Launcher | None = None
+    packager: OptionalPackager = None
+    torchrun_nproc_per_node: int | None = pydantic.Field(default=None, ge=1)
+    """Processes torchrun starts per node; default: see :meth:`nproc_per_node`."""
     launcher_args: list[str] = []  # more arguments for the launcher (torchrun's --max_restarts=3, ...)
     tunnel: AnyTunnel = pydantic.Field(default_factory=LocalTunnel)
     python: str | None = None  # the interpreter on the cluster (default: this one on the login node, python3 over SSH)
@@ -83,6 +84,39 @@ class SlurmExecutor(Executor):
     """Start a Ray cluster inside the step's job (the head on its first node, a worker on each other node) and
     run the step on the head with ``RAY_ADDRESS`` set, so ``ray.init()`` in the step attaches to it."""
     ray_ready_timeout: float = pydantic.Field(default=600, gt=0)
+
+    HEAD_NODE_IP_VAR: ClassVar[str] = "head_node_ip"
+    NPROC_PER_NODE_VAR: ClassVar[str] = "SLURM_NTASKS_PER_NODE"
+    NUM_NODES_VAR: ClassVar[str] = "SLURM_NNODES"
+    NODE_RANK_VAR: ClassVar[str] = "SLURM_NODEID"
+    HET_GROUP_HOST_VAR: ClassVar[str] = "het_group_host"
+
+    # ---- NeMo Run's helpers -----------------------------------------------------------------------
+    def assign(self, exp_id: str, exp_dir: str, task_id: str, task_dir: str) -> None:
+        self._assign_dirs(exp_id, exp_dir, task_dir)
+
+    def nnodes(self) -> int:
+        return self.nodes
+
+    def nproc_per_node(self) -> int:
+        """``torchrun_nproc_per_node``, else ``gpus_per_node`` (with one task per node), else
+        ``gpus_per_task``, else ``ntasks_per_node``."""
+        if self.torchrun_nproc_per_node:
+            return self.torchrun_nproc_per_node
+        if self.gpus_per_node and self.ntasks_per_node == 1:
+            return self.gpus_per_node
+        if self.gpus_per_task:
+            return self.gpus_per_task
+        return self.ntasks_per_node
+
+    def macro_values(self) -> ExecutorMacros:
+        return ExecutorMacros(
+            head_node_ip_var=self.HEAD_NODE_IP_VAR,
+            nproc_per_node_var=self.NPROC_PER_NODE_VAR,
+            num_nodes_var=self.NUM_NODES_VAR,
+            node_rank_var=self.NODE_RANK_VAR,
+            het_group_host_var=self.HET_GROUP_HOST_VAR,
+        )
 
     # ---- the five verbs -------------------------------------------------------------------------
     def submit(self, job: Job) -> Handle:

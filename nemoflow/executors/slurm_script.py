@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nemoflow.executors.launchers import HEAD_NODE_LINES, launch_command
+from nemoflow.executors.launchers import HEAD_NODE_LINES, Torchrun, launch_command
 
 if TYPE_CHECKING:
     from nemoflow.executors.slurm import SlurmExecutor
@@ -32,8 +32,10 @@ def sbatch_directives(executor: SlurmExecutor, *, job_name: str, log_file: str, 
         ("array", executor.array),
     ]
     lines = [f"#SBATCH --{name}={_directive(value)}" for name, value in options if value is not None]
-    if executor.exclusive:
+    if executor.exclusive is True:
         lines.append("#SBATCH --exclusive")
+    elif isinstance(executor.exclusive, str) and executor.exclusive:
+        lines.append(f"#SBATCH --exclusive={_directive(executor.exclusive)}")
     for name, value in sorted(executor.additional_parameters.items()):
         flag = name.replace("_", "-")
         lines.append(f"#SBATCH --{flag}" if value is True else f"#SBATCH --{flag}={_directive(value)}")
@@ -46,16 +48,19 @@ def sbatch_directives(executor: SlurmExecutor, *, job_name: str, log_file: str, 
 def srun_command(executor: SlurmExecutor, command: list[str], *, mounts: Sequence[str] = ()) -> list[str]:
     """``srun`` with the container flags (pyxis) and the launcher around ``command``."""
     srun = ["srun"]
-    if executor.launcher == "torchrun":  # one torchrun per node starts the node's processes
+    if isinstance(executor.get_launcher(), Torchrun):  # one torchrun per node starts the node's processes
         srun += [f"--nodes={executor.nodes}", f"--ntasks={executor.nodes}", "--ntasks-per-node=1"]
     if executor.container_image:
         srun.append(f"--container-image={executor.container_image}")
         all_mounts = [*executor.container_mounts, *mounts]
         if all_mounts:
             srun.append(f"--container-mounts={','.join(all_mounts)}")
-    nproc = executor.gpus_per_node or executor.ntasks_per_node
     launched = launch_command(
-        command, executor.launcher, nnodes=executor.nodes, nproc_per_node=nproc, extra=executor.launcher_args
+        command,
+        executor.get_launcher(),
+        nnodes=executor.nnodes(),
+        nproc_per_node=executor.nproc_per_node(),
+        extra=executor.launcher_args,
     )
     return [*srun, *launched]
 
@@ -87,7 +92,7 @@ def render_script(
         lines += _placeholder_lines([workdir, *env.values(), *command, *mounts])
     lines += [f"export {name}={_quote_env(value, preview)}" for name, value in sorted(env.items())]
     lines.append(f"cd {_word(workdir, preview)}")
-    if executor.launcher == "torchrun":
+    if isinstance(executor.get_launcher(), Torchrun):
         lines += HEAD_NODE_LINES
     run = srun_command(executor, command, mounts=mounts)
     lines.append(" ".join(_quote_arg(a, preview) for a in run))

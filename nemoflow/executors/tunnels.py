@@ -176,18 +176,37 @@ class LocalTunnel(Tunnel):
 
 
 class SSHTunnel(Tunnel):
-    """A machine reached over SSH; host keys are checked against ``known_hosts`` (see :meth:`_retrying`)."""
+    """A machine reached over SSH; host keys are checked against ``known_hosts`` (see :meth:`_retrying`).
+
+    ``timeout=`` is another name of ``connect_timeout`` (seconds to connect, read the banner and log in);
+    ``compression=True`` compresses the connection (paramiko's ``compress``; one pooled connection per
+    ``user@host:port``, so the first tunnel to connect decides). ``port=None`` is port 22.
+    """
 
     kind: Literal["ssh"] = "ssh"
     host: str = pydantic.Field(min_length=1)
     user: str = pydantic.Field(min_length=1)
     identity: str | None = None
-    port: int = pydantic.Field(default=22, ge=1, le=65535)
+    port: Annotated[int, pydantic.BeforeValidator(lambda v: 22 if v is None else v)] = pydantic.Field(
+        default=22, ge=1, le=65535
+    )
     job_dir: str = "~/.nemoflow/jobs"
-    connect_timeout: float = pydantic.Field(default=30, gt=0)
+    connect_timeout: float = pydantic.Field(
+        default=30, gt=0, validation_alias=pydantic.AliasChoices("connect_timeout", "timeout")
+    )
     keepalive_interval: int = pydantic.Field(default=30, ge=0)
     known_hosts: str | None = None
     accept_new_host_key: bool = False
+    compression: bool = False
+
+    @property
+    def timeout(self) -> float:
+        """The connect timeout in seconds (``connect_timeout``)."""
+        return self.connect_timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self.connect_timeout = value
 
     @property
     def key(self) -> str:
@@ -362,7 +381,7 @@ def _open(tunnel: SSHTunnel) -> Any:
         user=tunnel.user,
         port=tunnel.port,
         connect_timeout=math.ceil(wait),
-        connect_kwargs={**auth, "banner_timeout": wait, "auth_timeout": wait},
+        connect_kwargs={**auth, "banner_timeout": wait, "auth_timeout": wait, "compress": tunnel.compression},
     )
     known = os.path.expanduser(tunnel.known_hosts or "~/.ssh/known_hosts")
     conn.client.set_missing_host_key_policy(_host_key_policy(tunnel, known))

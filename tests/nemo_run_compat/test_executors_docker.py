@@ -1,0 +1,84 @@
+"""DockerExecutor(runtime=..., ipc_mode=...) against the real dockerd of .ci/services.sh."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from integration.services import docker_service  # noqa: F401  (the dockerd and image of .ci/services.sh)
+
+import nemoflow as run
+
+from helpers import nemoflow, published_target, runs_by_step
+
+STEPS = """
+import os
+import nemoflow as run
+
+
+def ipc_namespace() -> str:
+    return os.readlink("/proc/self/ns/ipc")
+
+
+exp = run.Experiment("docker_options")
+"""
+
+
+def _pipeline(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "p.py"
+    path.write_text(STEPS + textwrap.dedent(body))
+    return path
+
+
+def test_ipc_mode_host_shares_this_machines_ipc_namespace(tmp_path: Path, docker_service) -> None:  # noqa: F811
+    image = docker_service.python_image
+    pipeline = _pipeline(
+        tmp_path,
+        f"""
+        exp.add(run.Partial(ipc_namespace), name="host_ipc",
+                executor=run.DockerExecutor(container_image={image!r}, ipc_mode="host", runtime="runc"))
+        exp.add(run.Partial(ipc_namespace), name="own_ipc", executor=run.DockerExecutor(container_image={image!r}))
+        """,
+    )
+    nemoflow("build", str(pipeline), cwd=tmp_path, check=True)
+    ours = os.readlink("/proc/self/ns/ipc")
+    assert json.loads((published_target(tmp_path, "host_ipc") / "result.json").read_text()) == ours
+    assert json.loads((published_target(tmp_path, "own_ipc") / "result.json").read_text()) != ours
+
+
+def test_an_unknown_runtime_fails_the_step_naming_it(tmp_path: Path, docker_service) -> None:  # noqa: F811
+    image = docker_service.python_image
+    pipeline = _pipeline(
+        tmp_path,
+        f"""
+        exp.add(run.Partial(ipc_namespace), name="bad_runtime",
+                executor=run.DockerExecutor(container_image={image!r}, runtime="nemoflow-no-such-runtime"))
+        """,
+    )
+    proc = nemoflow("build", str(pipeline), cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "nemoflow-no-such-runtime" in proc.stdout + proc.stderr
+    assert runs_by_step(tmp_path)["bad_runtime"]["status"] == "failed"
+
+
+def test_several_processes_in_one_container_are_refused_with_a_hint(tmp_path: Path) -> None:
+    pipeline = _pipeline(
+        tmp_path,
+        """
+        exp.add(run.Partial(ipc_namespace), name="multi",
+                executor=run.DockerExecutor(container_image="img", ntasks_per_node=2, launcher="torchrun"))
+        """,
+    )
+    proc = nemoflow("build", str(pipeline), cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "DockerExecutor starts one process per container" in proc.stderr + proc.stdout
+
+
+def test_runtime_and_ipc_mode_default_to_dockers_own() -> None:
+    executor = run.DockerExecutor(container_image="img")
+    assert executor.runtime is None and executor.ipc_mode is None
+    with pytest.raises(ValueError):
+        run.DockerExecutor(container_image="img", ntasks_per_node=0)
