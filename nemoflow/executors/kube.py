@@ -107,8 +107,11 @@ def call(
                 raise ExecutorError(
                     f"the Kubernetes API at {host} refused to let {credential.describe()} {verb} {what}:"
                     f" {api_message(exc)}. Fix that credential"
-                    + (" (its token or certificate)" if exc.status == 401 else " or its RBAC")
-                    + _can_i(credential, verb, what)
+                    + (
+                        " (its token or certificate is wrong or expired: refresh it)"
+                        if exc.status == 401
+                        else f" or its RBAC{_can_i(credential, verb, what)}"
+                    )
                 ) from exc
             if (exc.status == 429 or exc.status >= 500) and not last:
                 sleep(min(_retry_after(exc) or retry.backoff * 2 ** (attempt - 1), RETRY_CAP_SECONDS))

@@ -24,6 +24,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
 
 _spec = importlib.util.spec_from_file_location("kuberay_stub", Path(__file__).parent.parent / "kuberay" / "conftest.py")
@@ -31,6 +32,7 @@ kuberay_stub = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(kuberay_stub)  # type: ignore[union-attr]
 status_object, write_kubeconfig, TOKEN = kuberay_stub.status_object, kuberay_stub.write_kubeconfig, kuberay_stub.TOKEN
 
+VALIDATE_FOR = kubernetes_validate.latest_version()  # the newest Kubernetes the stub stands for
 _JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?$")
 
 
@@ -147,6 +149,10 @@ class _JobHandler(kuberay_stub._Handler):
         name = body["metadata"]["name"]
         if body.get("kind") != "Job" or body.get("apiVersion") != "batch/v1":
             return self._send(400, status_object(400, "BadRequest", "kind/apiVersion are not batch/v1 Job"))
+        try:  # what the API server's schema check (fieldValidation=Strict) does, with the published schema
+            kubernetes_validate.validate(body, VALIDATE_FOR, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            return self._send(422, status_object(422, "Invalid", f'Job.batch "{name}" is invalid: {exc.message}'))
         with stub.lock:
             if (ns, name) in stub.jobs:
                 message = f'jobs.batch "{name}" already exists'

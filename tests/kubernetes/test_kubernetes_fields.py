@@ -132,3 +132,19 @@ def test_an_api_server_that_does_not_answer_is_retried_then_named(tmp_path: Path
 
     with pytest.raises(ExecutorError, match=rf"the Kubernetes API at http://127.0.0.1:{port} did not answer after 2"):
         executor.cancel(Handle(None, "nf-train-x"))  # type: ignore[arg-type]
+
+
+def test_a_401_names_the_kubeconfig_user_whose_token_to_fix(kube: JobStub, tmp_path: Path) -> None:
+    """No Kubernetes API server can run on this machine; the stub speaks the documented protocol and answers
+    401 Unauthorized to a token it does not know, as an API server does."""
+    config = write_kubeconfig(tmp_path / "kubeconfig", kube.url)
+    config.write_text(config.read_text().replace("stub-token", "expired-token"))
+    executor = run.KubernetesExecutor(image="python:3.12-slim", kubeconfig=str(config))
+    from nemoflow.executors.base import Handle
+
+    with pytest.raises(
+        ExecutorError,
+        match=r"context 'stub' \(user 'stub'\) delete jobs default/nf-train-x: HTTP 401 .*wrong or expired",
+    ):
+        executor.cancel(Handle(None, "nf-train-x"))  # type: ignore[arg-type]
+    assert len(kube.calls("DELETE", "/jobs/")) == 1  # not retried
