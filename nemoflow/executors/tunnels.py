@@ -14,15 +14,12 @@ import abc
 import atexit
 import contextlib
 import functools
-import getpass
-import math
 import os
 import re
 import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +32,9 @@ import pydantic
 from nemoflow.errors import ExecutorError, UserError
 from nemoflow.executors import session
 from nemoflow.executors.relay import relay
+from nemoflow.executors.ssh_open import HostKeyError, open_connection
+
+__all__ = ["AnyTunnel", "CommandResult", "HostKeyError", "LocalTunnel", "SSHTunnel", "Tunnel", "close_all"]
 
 T = TypeVar("T")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -56,10 +56,6 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
-
-
-class HostKeyError(UserError):
-    """The server's host key is unknown (and not accepted) or differs from the one on file."""
 
 
 class Tunnel(pydantic.BaseModel, abc.ABC):
@@ -369,82 +365,9 @@ def _ssh() -> tuple[Any, Any]:
 
 
 def _open(tunnel: SSHTunnel) -> Any:
-    """A new, authenticated fabric Connection with its host key checked."""
-    fabric, paramiko = _ssh()
-    agent = tunnel.identity is None  # with an identity, only that key is tried (like IdentitiesOnly)
-    auth: dict[str, Any] = {"allow_agent": agent, "look_for_keys": agent}
-    if tunnel.identity:
-        auth["key_filename"] = os.path.expanduser(tunnel.identity)
-    wait = tunnel.connect_timeout
-    conn = fabric.Connection(
-        tunnel.host,
-        user=tunnel.user,
-        port=tunnel.port,
-        connect_timeout=math.ceil(wait),
-        connect_kwargs={**auth, "banner_timeout": wait, "auth_timeout": wait, "compress": tunnel.compression},
-    )
-    known = os.path.expanduser(tunnel.known_hosts or "~/.ssh/known_hosts")
-    conn.client.set_missing_host_key_policy(_host_key_policy(tunnel, known))
-    if os.path.exists(known):
-        conn.client.load_host_keys(known)
-    try:
-        try:
-            conn.open()
-        except paramiko.SSHException as exc:  # a changed host key, or no key was accepted
-            _after_refusal(tunnel, conn, exc, known)
-    except (paramiko.SSHException, EOFError, OSError, UserError) as exc:
-        conn.close()
-        if isinstance(exc, UserError):
-            raise
-        raise ExecutorError(f"cannot connect to {tunnel.key}: {exc}") from exc
-    conn.transport.set_keepalive(tunnel.keepalive_interval)
-    return conn
-
-
-def _after_refusal(tunnel: SSHTunnel, conn: Any, exc: Exception, known: str) -> None:
-    """Refuse a changed host key; after key auth failed, answer password or keyboard-interactive prompts."""
-    _, paramiko = _ssh()
-    if isinstance(exc, paramiko.BadHostKeyException):
-        label = tunnel.host if tunnel.port == 22 else f"[{tunnel.host}]:{tunnel.port}"
-        raise HostKeyError(
-            f"host key of {label} differs from the one in {known}: refused",
-            hint=f"if the server's key changed on purpose: ssh-keygen -R '{label}' -f {known}",
-        ) from exc
-    transport = conn.client.get_transport()
-    ask = prompt if prompt is not None else (getpass.getpass if sys.stdin and sys.stdin.isatty() else None)
-    if transport is None or not transport.is_active():
-        raise exc
-    if ask is None or transport.is_authenticated():
-        raise UserError(f"cannot log in to {tunnel.key}: {exc}", hint="check identity= or the ssh agent") from exc
-    try:
-        try:
-            transport.auth_interactive(tunnel.user, lambda _title, _text, prompts: [ask(p) for p, _echo in prompts])
-        except paramiko.BadAuthenticationType as bad:
-            if "password" not in bad.allowed_types:
-                raise
-            transport.auth_password(tunnel.user, ask(f"{tunnel.key}'s password: "), fallback=False)
-    except paramiko.AuthenticationException as failed:
-        raise UserError(f"cannot log in to {tunnel.key}: {failed}", hint="check identity= or the ssh agent") from failed
-    conn.transport = transport
-
-
-def _host_key_policy(tunnel: SSHTunnel, known: str) -> Any:
-    """Refuse an unknown host key or, when opted in, append it to ``known`` (never rewrite the file)."""
-    _, paramiko = _ssh()
-
-    class Policy(paramiko.MissingHostKeyPolicy):
-        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-            if not tunnel.accept_new_host_key:
-                raise HostKeyError(
-                    f"host key of {hostname} is not in {known}: refused",
-                    hint=f"check it, then: ssh-keyscan -p {tunnel.port} {tunnel.host} >> {known}, "
-                    "or pass accept_new_host_key=True",
-                )
-            Path(known).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with open(os.open(known, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8") as file:
-                file.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-
-    return Policy()
+    """A new, authenticated connection of ``tunnel`` (see :mod:`nemoflow.executors.ssh_open`)."""
+    fabric, _ = _ssh()
+    return open_connection(tunnel, fabric.Connection)
 
 
 def _script(command: str, env: dict[str, str], cwd: str | None) -> str:
