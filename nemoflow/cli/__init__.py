@@ -21,6 +21,9 @@ _EXPORTS = {
     "RunContext": "nemoflow.cli.context",
     "create_cli": "nemoflow.cli.multi",
     "run_entrypoint": "nemoflow.cli.entrypoints",
+    "parse_cli_args": "nemoflow.cli.parse_api",
+    "parse_partial": "nemoflow.cli.parse_api",
+    "parse_config": "nemoflow.cli.parse_api",
     "apply_overrides": "nemoflow.cli.overrides",
     "apply_to_experiment": "nemoflow.cli.overrides",
 }
