@@ -48,6 +48,7 @@ def job_manifest(
         "nodeSelector": executor.node_selector or None,
         "tolerations": executor.tolerations or None,
         "imagePullSecrets": [{"name": s} for s in executor.image_pull_secrets] or None,
+        "securityContext": executor.security_context or None,
     }
     pod.update({k: v for k, v in optional.items() if v is not None})
     spec: dict[str, Any] = {

@@ -54,6 +54,8 @@ class KubernetesExecutor(Executor):
     ``VolumeMount`` objects (camelCase, as in a pod spec); one of them must hold the store at the same path as
     here (see the module's docstring). ``secret_env_vars`` maps a variable to ``"secret-name/key"``: the
     kubelet fills it from the Secret, so the value is never in the manifest, the ledger or a log.
+    ``security_context`` is the pod's ``PodSecurityContext`` (e.g. ``{"runAsUser": 1000, "runAsGroup": 1000}``
+    so the outputs on the shared volume belong to the build's user).
     ``kubeconfig`` / ``context`` choose the cluster (default: ``$KUBECONFIG`` or ``~/.kube/config``, else the
     in-cluster service account). API calls answered 429/5xx or not answered are tried ``api_attempts`` times
     with a doubling wait from ``api_backoff`` seconds (or the server's ``Retry-After``).
@@ -76,6 +78,7 @@ class KubernetesExecutor(Executor):
     ttl_seconds_after_finished: int | None = pydantic.Field(default=3600, ge=0)
     active_deadline_seconds: int | None = pydantic.Field(default=None, gt=0)
     secret_env_vars: dict[str, str] = {}
+    security_context: dict[str, Any] = {}
     python: str = "python3"
     kubeconfig: str | None = None
     context: str | None = None
@@ -247,7 +250,8 @@ class KubernetesExecutor(Executor):
         """The job's validated Job manifest (and its code's digest); with ``write``, its files staged."""
         if job.spec is None or job.stage_dir is None:
             raise UserError(f"step {job.step!r}: KubernetesExecutor runs nemoflow steps (a function), not scripts")
-        self._refuse_unshared(job)
+        if write:  # --dry-run shows the Job wherever it runs; submit needs the shared volume
+            self._refuse_unshared(job)
         paths, digest = self._paths(job, write=write)
         env = {**run_env(paths), **self.env_vars, **{k: v for k, v in job.env.items() if k not in _LOCAL_ONLY_ENV}}
         if "PYTHONPATH" in self.env_vars and paths.runtime_dir:

@@ -43,6 +43,7 @@ def executor() -> nemoflow.KubernetesExecutor:
         volume_mounts=[{"name": "store", "mountPath": mount}] if shared else [],
         secret_env_vars={"HF_TOKEN": "hf/token"},
         labels={"team": "research"},
+        security_context={"runAsUser": os.getuid(), "runAsGroup": os.getgid()},
         tolerations=json.loads(os.environ.get("NF_TOLERATIONS", "[]")),
         active_deadline_seconds=600,
         poll_interval=0.05,

@@ -68,6 +68,7 @@ def test_a_step_succeeds_as_a_kubernetes_job(kube: JobStub, tmp_path: Path) -> N
     assert container["volumeMounts"] == [{"name": "store", "mountPath": str(tmp_path)}]
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}} in container["env"]
     assert job["spec"]["template"]["metadata"]["labels"]["team"] == "research"
+    assert job["spec"]["template"]["spec"]["securityContext"] == {"runAsUser": os.getuid(), "runAsGroup": os.getgid()}
     logs = nemoflow("logs", "kube-train", "train", cwd=tmp_path)
     assert "training on 10 numbers" in logs.stdout  # the pod's log, read through the API
     # the kubeconfig's token is a secret: it is nowhere in the ledger, the store or the logs

@@ -72,9 +72,10 @@ def test_a_field_the_kubernetes_schema_refuses_fails_before_any_request(kube: Jo
 
 
 def test_dry_run_shows_the_job_manifest_and_it_is_valid(tmp_path: Path) -> None:
-    """--dry-run contacts no API server (there is none here: KUBECONFIG names no file)."""
+    """--dry-run contacts no API server (there is none here: KUBECONFIG names no file), and shows the Job even
+    where no volume is shared (submit would refuse)."""
     shutil.copy(PIPELINE, tmp_path / "kube_pipeline.py")
-    env = {"NF_KUBE_MOUNT": str(tmp_path), "KUBECONFIG": str(tmp_path / "missing")}
+    env = {"NF_KUBE_MOUNT": "/mnt/elsewhere", "KUBECONFIG": str(tmp_path / "missing")}
     proc = nemoflow("build", "kube_pipeline.py", "--dry-run", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout.split("# train: the script it would submit\n", 1)[1]
