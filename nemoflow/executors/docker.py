@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import sys
 import tarfile
@@ -24,6 +23,7 @@ import pydantic
 
 from nemoflow.errors import ExecutorError, UserError
 from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
+from nemoflow.executors.docker_options import container_name, port_bindings, ulimit_specs
 from nemoflow.executors.launchers import Torchrun
 from nemoflow.executors.packagers import OptionalPackager, Package
 from nemoflow.executors.staging import (
@@ -68,6 +68,9 @@ class DockerExecutor(Executor):
         network: the docker network; None: docker's default.
         runtime: the container runtime (``"nvidia"``); None: docker's default.
         ipc_mode: the IPC namespace (``"host"``, ``"shareable"``, ...); None: docker's default.
+        ulimits: ``"name:soft[:hard]"`` limits (``"nofile:1024:2048"``, ``"memlock:-1"``).
+        privileged: run the container privileged.
+        healthcheck: docker's healthcheck dict (``{"test": [...], "interval": ...}``), as the SDK takes it.
         ntasks_per_node: processes of the step (NeMo Run's field, for ``nproc_per_node()``).
         packager: ships the code as an archive instead of mounting the build's folder.
         additional_kwargs: passed to ``containers.run`` as they are (they win over the fields above).
@@ -85,6 +88,9 @@ class DockerExecutor(Executor):
     network: str | None = None
     runtime: str | None = None
     ipc_mode: str | None = None
+    ulimits: list[str] = []
+    privileged: bool = False
+    healthcheck: dict[str, Any] = {}
     ntasks_per_node: int = pydantic.Field(default=1, ge=1)
     packager: OptionalPackager = None
     additional_kwargs: dict[str, Any] = {}
@@ -95,6 +101,12 @@ class DockerExecutor(Executor):
     @classmethod
     def _ports(cls, value: list[int | str]) -> list[int | str]:
         port_bindings(value)
+        return value
+
+    @pydantic.field_validator("ulimits")
+    @classmethod
+    def _ulimits(cls, value: list[str]) -> list[str]:
+        ulimit_specs(value)
         return value
 
     @pydantic.field_validator("volumes")
@@ -239,6 +251,12 @@ class DockerExecutor(Executor):
             kwargs["device_requests"] = [{"count": self.num_gpus, "capabilities": [["gpu"]]}]
         if self.ports:
             kwargs["ports"] = port_bindings(self.ports)
+        if self.ulimits:
+            kwargs["ulimits"] = ulimit_specs(self.ulimits)
+        if self.privileged:
+            kwargs["privileged"] = True
+        if self.healthcheck:
+            kwargs["healthcheck"] = self.healthcheck
         optional = {
             "nano_cpus": None if self.cpus is None else int(self.cpus * 1e9),
             "mem_limit": self.memory,
@@ -373,27 +391,6 @@ def extract_once(package: Package, stage_dir: Path, prefix: str) -> Path:
         if not final.is_dir():  # not a concurrent build that staged it first
             raise
     return final
-
-
-def container_name(name: str) -> str:
-    """``name`` as a valid docker container name."""
-    clean = re.sub(r"[^a-zA-Z0-9_.-]+", "-", name).strip("-.") or "step"
-    return clean if clean[0].isalnum() else f"nf-{clean}"
-
-
-def port_bindings(ports: list[int | str]) -> dict[str, Any]:
-    """Docker's ``ports`` argument: ``"[ip:]host:container[/proto]"`` or one port number for both sides."""
-    bindings: dict[str, Any] = {}
-    for port in ports:
-        spec, _, proto = str(port).partition("/")
-        parts = spec.split(":")
-        if len(parts) > 3 or not all(p.isdigit() for p in parts[-2:]):
-            raise ValueError(f"bad port {port!r}: use 'host:container', 'ip:host:container' or a number")
-        host: Any = int(parts[-2]) if len(parts) > 1 else int(parts[0])
-        if len(parts) == 3:
-            host = (parts[0], host)
-        bindings[f"{parts[-1]}/{proto or 'tcp'}"] = host
-    return bindings
 
 
 def _is_under(path: str, folder: str) -> bool:

@@ -23,6 +23,13 @@ def ipc_namespace() -> str:
     return os.readlink("/proc/self/ns/ipc")
 
 
+def limits() -> dict:
+    import resource
+
+    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
+    return {"nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)), "cap_eff": status["CapEff"].strip()}
+
+
 exp = run.Experiment("docker_options")
 """
 
@@ -47,6 +54,41 @@ def test_ipc_mode_host_shares_this_machines_ipc_namespace(tmp_path: Path, docker
     ours = os.readlink("/proc/self/ns/ipc")
     assert json.loads((published_target(tmp_path, "host_ipc") / "result.json").read_text()) == ours
     assert json.loads((published_target(tmp_path, "own_ipc") / "result.json").read_text()) != ours
+
+
+def test_ulimits_reach_the_container(tmp_path: Path, docker_service) -> None:  # noqa: F811
+    image = docker_service.python_image
+    pipeline = _pipeline(
+        tmp_path,
+        f"""
+        exp.add(run.Partial(limits), name="limited",
+                executor=run.DockerExecutor(container_image={image!r}, ulimits=["nofile:1024:2048"]))
+        exp.add(run.Partial(limits), name="plain", executor=run.DockerExecutor(container_image={image!r}))
+        """,
+    )
+    nemoflow("build", str(pipeline), cwd=tmp_path, check=True)
+    limited = json.loads((published_target(tmp_path, "limited") / "result.json").read_text())
+    plain = json.loads((published_target(tmp_path, "plain") / "result.json").read_text())
+    assert limited["nofile"] == [1024, 2048] and plain["nofile"] != [1024, 2048]
+
+
+def test_privileged_reaches_the_container(tmp_path: Path, docker_service) -> None:  # noqa: F811
+    image = docker_service.python_image
+    pipeline = _pipeline(
+        tmp_path,
+        f"""
+        exp.add(run.Partial(limits), name="privileged",
+                executor=run.DockerExecutor(container_image={image!r}, privileged=True))
+        exp.add(run.Partial(limits), name="plain", executor=run.DockerExecutor(container_image={image!r}))
+        """,
+    )
+    proc = nemoflow("build", str(pipeline), cwd=tmp_path)
+    plain = json.loads((published_target(tmp_path, "plain") / "result.json").read_text())
+    if proc.returncode == 0:
+        privileged = json.loads((published_target(tmp_path, "privileged") / "result.json").read_text())
+        assert int(privileged["cap_eff"], 16) > int(plain["cap_eff"], 16)  # all capabilities
+    else:  # a sandboxed dockerd refuses to give a container every capability: it was asked to
+        assert "unable to apply caps" in " ".join((proc.stdout + proc.stderr).split())
 
 
 def test_an_unknown_runtime_fails_the_step_naming_it(tmp_path: Path, docker_service) -> None:  # noqa: F811
@@ -82,3 +124,7 @@ def test_runtime_and_ipc_mode_default_to_dockers_own() -> None:
     assert executor.runtime is None and executor.ipc_mode is None
     with pytest.raises(ValueError):
         run.DockerExecutor(container_image="img", ntasks_per_node=0)
+    with pytest.raises(ValueError, match="bad ulimit"):
+        run.DockerExecutor(container_image="img", ulimits=["nofile"])
+    executor = run.DockerExecutor(container_image="img", ulimits=["memlock:-1", "nofile=10:20"], privileged=True)
+    assert executor.ulimits == ["memlock:-1", "nofile=10:20"] and executor.privileged
