@@ -212,3 +212,32 @@ def test_a_store_on_no_shared_volume_is_refused_before_any_request(kube: JobStub
     error = runs_by_step(tmp_path)["train"]["error"]
     assert "needs the step's output folder" in error and "on a volume the pod mounts at the same path" in error
     assert not kube.calls("POST") and not kube.created_jobs
+
+
+def test_nemoflow_cancel_from_another_terminal_deletes_the_job(kube: JobStub, tmp_path: Path) -> None:
+    """No Kubernetes API server can run on this machine; the stub speaks the documented protocol; the pod is
+    left Running, and `nemoflow cancel` (another process, with only the ledger) deletes its Job."""
+    kube.on_create = lambda stub, job: stub.set_pod(job["metadata"]["name"], "Running", {"running": {}})
+    shutil.copy(PIPELINE, tmp_path / "kube_pipeline.py")
+    env = {k: v for k, v in os.environ.items() if k != "NEMOFLOW_STORE"} | {"NF_KUBE_MOUNT": str(tmp_path)}
+    build = subprocess.Popen(
+        [sys.executable, "-m", "nemoflow.cli", "build", "kube_pipeline.py", "--json"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (kube.jobs and len(kube.calls("GET", "/jobs/")) >= 3):
+            assert time.monotonic() < deadline and build.poll() is None, "the build never followed its Job"
+            time.sleep(0.05)
+        cancel = nemoflow("cancel", "kube-train", "train", cwd=tmp_path, env={"NF_KUBE_MOUNT": str(tmp_path)})
+        assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+        build.communicate(timeout=60)
+    finally:
+        if build.poll() is None:
+            build.kill()
+            build.communicate()
+    assert build.returncode != 0
+    [(name, policy)] = kube.deletes
+    assert policy == "Foreground" and not kube.jobs
+    train = runs_by_step(tmp_path)["train"]
+    assert train["status"] == "cancelled" and train["job_id"] == name, train
