@@ -24,7 +24,7 @@ import pydantic
 from nemoflow.errors import ExecutorError, UserError
 from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
 from nemoflow.executors.docker_options import container_name, port_bindings, ulimit_specs
-from nemoflow.executors.launchers import Torchrun
+from nemoflow.executors.launchers import Torchrun, launch_command
 from nemoflow.executors.packagers import OptionalPackager, Package
 from nemoflow.executors.staging import (
     RemotePaths,
@@ -130,11 +130,11 @@ class DockerExecutor(Executor):
     def submit(self, job: Job) -> Handle:
         if job.spec is None or job.stage_dir is None:
             raise ValueError(f"DockerExecutor runs nemoflow steps only: job {job.name!r} has no spec or stage_dir")
-        if isinstance(self.get_launcher(), Torchrun) or self.ntasks_per_node > 1:
+        torchrun = isinstance(self.get_launcher(), Torchrun)
+        if self.ntasks_per_node > 1 and not torchrun:
             raise UserError(
-                f"step {job.step!r}: DockerExecutor starts one process per container; launcher and "
-                "ntasks_per_node > 1 are not supported here yet",
-                hint="use LocalExecutor(ntasks_per_node=N, launcher='torchrun') or SlurmExecutor",
+                f"step {job.step!r}: ntasks_per_node={self.ntasks_per_node} needs a launcher to start the processes",
+                hint='set launcher="torchrun" (the image needs torch)',
             )
         client = _client()
         self._ensure_image(client)
@@ -145,12 +145,23 @@ class DockerExecutor(Executor):
         binds.append(f"{job_file}:{paths.job_file}:ro")
         kwargs = self._run_kwargs(job, paths, binds)
         with _docker_errors(f"cannot start a container of {self.container_image!r}"):
-            container = client.containers.run(self.container_image, run_command(self.python, paths), **kwargs)
+            container = client.containers.run(self.container_image, self._command(job, paths), **kwargs)
         running = _Running(container, job_file, code_digest=paths_digest)
         running.copier = threading.Thread(target=_copy_logs, args=(container, job), daemon=True)
         running.copier.start()
         details = {"container": container.name, "code_digest": running.code_digest}
         return Handle(job, container.short_id, native=running, details=details)
+
+    def _command(self, job: Job, paths: RemotePaths) -> list[str]:
+        """``python -m nemoflow.run_step`` in the container, started by torchrun (one node) with a launcher."""
+        return launch_command(
+            run_command(self.python, paths),
+            self.get_launcher(),
+            nnodes=1,
+            nproc_per_node=self.ntasks_per_node,
+            rdzv_host="127.0.0.1",
+            rdzv_id=job.name,
+        )
 
     def status(self, handle: Handle) -> JobState:
         running: _Running = handle.native

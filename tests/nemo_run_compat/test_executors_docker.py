@@ -106,17 +106,32 @@ def test_an_unknown_runtime_fails_the_step_naming_it(tmp_path: Path, docker_serv
     assert runs_by_step(tmp_path)["bad_runtime"]["status"] == "failed"
 
 
-def test_several_processes_in_one_container_are_refused_with_a_hint(tmp_path: Path) -> None:
+def test_several_processes_need_a_launcher(tmp_path: Path) -> None:
     pipeline = _pipeline(
         tmp_path,
         """
         exp.add(run.Partial(ipc_namespace), name="multi",
-                executor=run.DockerExecutor(container_image="img", ntasks_per_node=2, launcher="torchrun"))
+                executor=run.DockerExecutor(container_image="img", ntasks_per_node=2))
         """,
     )
     proc = nemoflow("build", str(pipeline), cwd=tmp_path)
     assert proc.returncode != 0
-    assert "DockerExecutor starts one process per container" in proc.stderr + proc.stdout
+    assert 'set launcher="torchrun"' in " ".join((proc.stderr + proc.stdout).split())
+
+
+def test_torchrun_launcher_starts_the_step_through_torchrun(tmp_path: Path, docker_service) -> None:  # noqa: F811
+    image = docker_service.python_image  # Python without torch: torchrun is asked for, and is missing
+    pipeline = _pipeline(
+        tmp_path,
+        f"""
+        exp.add(run.Partial(ipc_namespace), name="multi",
+                executor=run.DockerExecutor(container_image={image!r}, ntasks_per_node=2, launcher="torchrun"))
+        """,
+    )
+    proc = nemoflow("build", str(pipeline), cwd=tmp_path)
+    assert proc.returncode != 0
+    [log] = (tmp_path / "targets" / ".failed" / "multi").glob("*/nemoflow.log")
+    assert "torch.distributed.run" in log.read_text() and "No module named 'torch'" in log.read_text()
 
 
 def test_runtime_and_ipc_mode_default_to_dockers_own() -> None:
