@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from nemoflow.cli import commands
+from nemoflow.cli import audit_commands, commands
 
 
 def build_parser(*, rich_help: bool = True) -> argparse.ArgumentParser:
@@ -37,6 +37,7 @@ def build_parser(*, rich_help: bool = True) -> argparse.ArgumentParser:
         _add_completion,
     ):
         add(sub, formatter)
+    audit_commands.add_parsers(sub, formatter, _store_option)
     return parser
 
 
@@ -254,10 +255,19 @@ def _add_audit(sub: Any, formatter: type) -> None:
         description="Trace an output back to its roots and re-hash every output on the way. "
         "Exits 1 when something no longer matches its manifest.",
     )
-    audit.add_argument("subject", metavar="PATH|KEY", help="a file in the store, or a key (prefix of 8+ characters)")
+    audit.add_argument(
+        "subject",
+        metavar="PATH|KEY|EXPERIMENT",
+        help="a file in the store, a key (prefix of 8+ characters), or an experiment run (id or name)",
+    )
+    audit.add_argument(
+        "--downstream",
+        action="store_true",
+        help="list every target and run built from it (PATH|KEY, or an INPUT_FILE), transitively",
+    )
     audit.add_argument("--json", action="store_true", help="print the chain as JSON")
     _store_option(audit)
-    audit.set_defaults(handler=commands.cmd_audit)
+    audit.set_defaults(handler=audit_commands.cmd_audit)
 
 
 def _add_diff(sub: Any, formatter: type) -> None:

@@ -224,7 +224,7 @@ def status(name: str, rows: list[StepStatus], *, as_json: bool, code: bool = Fal
         run = r.last_run or {}
         when = datetime.datetime.fromtimestamp(run["started"]).strftime("%m-%d %H:%M:%S") if run.get("started") else ""
         state = (
-            r.state
+            ("done (nondeterministic)" if r.nondeterministic else r.state)
             if r.state == "done"
             else f"{r.state} ({r.reason})"
             if r.state in ("pending", "submitted")
@@ -265,6 +265,8 @@ def audit(report: AuditReport, *, as_json: bool) -> None:
     for depth, link in enumerate(report.chain):
         mark = "[green]✓[/]" if link.ok else "[bold red]✗[/]"
         _out.print(f"{mark} [bold]{link.step}[/] [dim]{link.key}[/]" + ("  (audited)" if depth == 0 else ""))
+        if link.nondeterministic:
+            _out.print("    [bold yellow]nondeterministic[/]: its last `nemoflow reproduce` rebuilt different outputs")
         if link.missing:
             _out.print("    [red]target missing from the store[/]")
             continue
@@ -306,6 +308,7 @@ def _link_data(link: Any) -> dict[str, Any]:
         "run": link.run,
         "environment": {k: v for k, v in (link.environment or {}).items() if k != "packages"},
         "mismatches": [m.__dict__ for m in link.mismatches],
+        "nondeterministic": link.nondeterministic is not None,
     }
 
 

@@ -253,6 +253,7 @@ def _record_build(plan: Plan, to_run: list[PlannedStep], options: dict[str, Any]
         The new experiment id, and the environment id (None when nothing runs).
     """
     from nemoflow.engine.recovery import recover_interrupted_builds
+    from nemoflow.record.code_store import keep_code
     from nemoflow.record.ledger import Ledger
     from nemoflow.record.provenance import capture_environment, environment_cache, git_state
 
@@ -297,6 +298,7 @@ def _record_build(plan: Plan, to_run: list[PlannedStep], options: dict[str, Any]
             }
             for s in to_run
         )
+        keep_code(ledger, plan.store, experiment_id)  # what nemoflow reproduce rebuilds from
     finally:
         ledger.close()
     return experiment_id, env.id

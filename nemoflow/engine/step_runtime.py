@@ -20,7 +20,7 @@ from typing import Any
 
 from nemoflow.configs.core import Partial, Script, build, trusted_values
 from nemoflow.configs.refs import File, StepOutput, StepResult
-from nemoflow.store.targets import METRICS, RESULT_JSON, RESULT_PICKLE, load_result_from
+from nemoflow.store.targets import METRICS, METRICS_TIMES, RESULT_JSON, RESULT_PICKLE, load_result_from
 
 OUTPUT_DIR_ENV = "NEMOFLOW_OUTPUT_DIR"
 _current_output: contextvars.ContextVar[Path | None] = contextvars.ContextVar("nemoflow_output_dir", default=None)
@@ -42,10 +42,15 @@ def output_dir() -> Path:
 
 
 def log_metrics(**values: Any) -> None:
-    """Append one row of metrics (with a timestamp) to the step's ``metrics.jsonl``."""
-    row = {"time": time.time(), **values}
-    with open(output_dir() / METRICS, "a") as handle:
-        handle.write(json.dumps(row, default=float) + "\n")
+    """Append one row of metrics to the step's ``metrics.jsonl``.
+
+    When it was logged goes to ``metrics.times.jsonl`` (not an output: not hashed, not compared by
+    ``nemoflow reproduce``), so the outputs of a step that logs metrics depend only on its inputs and code.
+    """
+    folder = output_dir()
+    logged = time.time()
+    with open(folder / METRICS, "a") as handle:
+        handle.write(json.dumps(values, default=float) + "\n")
 
 
 class _Named:

@@ -9,6 +9,8 @@ from typing import Any
 
 from nemoflow.errors import UserError
 from nemoflow.record.ledger import Ledger
+from nemoflow.record.reproduce import nondeterministic
+from nemoflow.store.hashing import file_sha256
 from nemoflow.store.targets import MANIFEST, ManifestUnreadable, Mismatch, Store
 
 
@@ -22,6 +24,7 @@ class AuditLink:
     run: dict[str, Any] | None = None
     environment: dict[str, Any] | None = None
     mismatches: list[Mismatch] = field(default_factory=list)
+    nondeterministic: dict[str, Any] | None = None  # its latest `nemoflow reproduce` differed (when, which run)
 
     @property
     def missing(self) -> bool:
@@ -57,7 +60,7 @@ def audit(subject: str | os.PathLike[str], *, store: Store, ledger: Ledger | Non
     Raises:
         UserError: ``subject`` is neither a file in a published target nor a known key.
     """
-    step, key, file = _locate(str(subject), store)
+    step, key, file = locate_target(str(subject), store)
     chain: list[AuditLink] = []
     seen: set[tuple[str, str]] = set()
     queue = [(step, key)]
@@ -70,10 +73,24 @@ def audit(subject: str | os.PathLike[str], *, store: Store, ledger: Ledger | Non
         chain.append(link)
         if link.manifest:
             queue.extend(sorted(link.manifest.get("upstream", {}).items()))
+    _mark_nondeterministic(chain, ledger)
     return AuditReport(str(subject), chain, file)
 
 
-def _locate(subject: str, store: Store) -> tuple[str, str, str | None]:
+def _mark_nondeterministic(chain: list[AuditLink], ledger: Ledger | None) -> None:
+    if ledger is None:
+        return
+    found = nondeterministic(ledger, [link.key for link in chain])
+    for link in chain:
+        link.nondeterministic = found.get(link.key)
+
+
+def locate_target(subject: str, store: Store) -> tuple[str, str, str | None]:
+    """(step, key, file relative to its target folder) of a path in the store, or a key (prefix of 8+).
+
+    Raises:
+        UserError: neither.
+    """
     path = Path(subject)
     if path.exists():
         try:
@@ -129,3 +146,50 @@ def _link(step: str, key: str, store: Store, ledger: Ledger | None) -> AuditLink
                     Mismatch(f"{entry['path']} (manifest vs ledger)", recorded[entry["path"]], entry["sha256"])
                 )
     return link
+
+
+@dataclass
+class CodeCheck:
+    """A module file an experiment run kept: is its kept copy intact, and does the working tree still hold it?"""
+
+    label: str
+    sha256: str
+    kept: bool  # the blob is there with this content
+    in_tree: bool | None  # the working tree's file has this content (None: the file is gone)
+
+
+@dataclass
+class ExperimentAudit:
+    """Every target of an experiment run verified, with the run's environments and its kept code."""
+
+    experiment: dict[str, Any]
+    links: list[AuditLink]
+    environments: list[dict[str, Any]]
+    code: list[CodeCheck]
+
+    @property
+    def ok(self) -> bool:
+        return all(link.ok for link in self.links) and all(c.kept for c in self.code)
+
+
+def audit_experiment(experiment_id: str, *, store: Store, ledger: Ledger) -> ExperimentAudit:
+    """Verify every target of a run (outputs against manifests and ledger), its environment and its code."""
+    from nemoflow.record.code_store import blob_path, recorded_code
+
+    row = ledger.experiment(experiment_id)
+    if row is None:
+        raise UserError(f"no experiment run {experiment_id!r} in {ledger.path}")
+    links = [_link(m["name"], m["key"], store, ledger) for m in ledger.experiment_steps(experiment_id)]
+    _mark_nondeterministic(links, ledger)
+    env_ids = {r["environment_id"] for r in ledger.runs_in(experiment_id) if r.get("environment_id")}
+    environments = [e for e in (ledger.environment(i) for i in sorted(env_ids)) if e]
+    roots = [Path(p) for p in row.get("sys_path") or []]
+    code = []
+    for label, entry in recorded_code(ledger, experiment_id).items():
+        blob = blob_path(store, entry["sha256"])
+        kept = blob.is_file() and file_sha256(blob) == entry["sha256"]
+        tree = next((root / label for root in roots if (root / label).is_file()), None)
+        code.append(
+            CodeCheck(label, entry["sha256"], kept, None if tree is None else file_sha256(tree) == entry["sha256"])
+        )
+    return ExperimentAudit(row, links, environments, code)

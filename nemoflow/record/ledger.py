@@ -22,7 +22,8 @@ from nemoflow.record.provenance import Environment
 # 2: the experiments' run details (module, sys_path, options, host, pid, status, ended); experiment_steps
 # 3: runs.backend_state, runs.code_digest, runs.details (remote backends: Slurm, Docker)
 # 4: steps.code_parts (every code part a key counts: nemoflow.pipeline.fingerprint), experiment_steps.declared
-SCHEMA_VERSION = 4
+# 5: code_files (the source of every user module a build ran, kept in the store), reproductions (nemoflow reproduce)
+SCHEMA_VERSION = 5
 REUSED = "reused"  # a run's status: its build took the target another build published meanwhile
 REUSED_NOTE = "built by another build"
 
@@ -96,6 +97,13 @@ _TABLES: dict[str, tuple[dict[str, Any], Any]] = {
     ),
     "artifacts": ({"key": str, "path": str, "sha256": str, "size": int}, ("key", "path")),
     "environments": ({"id": str, "python": str, "platform": str, "host": str, "packages": str}, "id"),
+    # the user's module files a build ran (label: path from its import root), by content: see nemoflow.record.code_store
+    "code_files": ({"experiment_id": str, "label": str, "module": str, "sha256": str}, ("experiment_id", "label")),
+    # each rebuild-and-compare of a target (outcome: identical, differs, failed); details: JSON per file
+    "reproductions": (
+        {"id": str, "key": str, "step": str, "checked": float, "outcome": str, "details": str},
+        "id",
+    ),
 }
 _INDEXES = [
     ("runs", ["key"]),
@@ -105,6 +113,7 @@ _INDEXES = [
     ("edges", ["upstream_key"]),
     ("experiments", ["name", "created"]),
     ("experiment_steps", ["key"]),
+    ("reproductions", ["key"]),
 ]
 _JSON_COLUMNS = ("tags", "options", "sys_path")  # of experiments
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from nemoflow.pipeline.plan import Plan
 from nemoflow.record.ledger import Ledger
+from nemoflow.record.reproduce import nondeterministic
 from nemoflow.store.targets import process_alive
 
 
@@ -22,6 +23,7 @@ class StepStatus:
     last_run: dict[str, Any] | None
     code_parts: dict[str, str] = field(default_factory=dict)  # what its key counts (see nemoflow.pipeline.fingerprint)
     why: list[Any] = field(default_factory=list)  # Change records, when it would run
+    nondeterministic: bool = False  # its latest `nemoflow reproduce` rebuilt different outputs
 
     @property
     def seconds(self) -> float | None:
@@ -42,12 +44,14 @@ class StepStatus:
             "started": run.get("started"),
             "seconds": self.seconds,
             "executor": run.get("executor"),
+            "nondeterministic": self.nondeterministic,
         }
 
 
 def plan_status(plan: Plan, ledger: Ledger | None) -> list[StepStatus]:
     """One row per planned step, with its latest run from the ledger (one query per 500 steps)."""
     runs = ledger.last_runs(s.key for s in plan) if ledger is not None else {}
+    flaky = nondeterministic(ledger, (s.key for s in plan)) if ledger is not None else {}
     rows = []
     for step in plan:
         run = runs.get(step.key)
@@ -63,5 +67,7 @@ def plan_status(plan: Plan, ledger: Ledger | None) -> list[StepStatus]:
         else:
             state = "pending"
         output = str(plan.store.target_dir(step.name, step.key)) if state == "done" else None
-        rows.append(StepStatus(step.name, step.key, state, reason, output, run, step.code_parts, step.why))
+        rows.append(
+            StepStatus(step.name, step.key, state, reason, output, run, step.code_parts, step.why, step.key in flaky)
+        )
     return rows

@@ -31,7 +31,7 @@ from nemoflow.pipeline.plan import apply_plugins
 from nemoflow.record.ledger import Ledger
 from nemoflow.record.status import StepStatus
 from nemoflow.runs.launch import default_executor
-from nemoflow.store.targets import LOG, METRICS, Store, process_alive
+from nemoflow.store.targets import LOG, METRICS, METRICS_TIMES, Store, process_alive
 
 # ---- finding and reloading runs ---------------------------------------------------------------
 
@@ -298,9 +298,10 @@ def _backend_log(run: dict[str, Any]) -> str | None:
 
 
 def metrics(exp: Experiment, step: str) -> list[dict[str, Any]]:
-    """The rows the step logged with ``nemoflow.log_metrics``."""
-    text = _read_step_file(exp, step, METRICS)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """The rows the step logged with ``nemoflow.log_metrics``, each with the ``time`` it was logged."""
+    rows = [json.loads(line) for line in _read_step_file(exp, step, METRICS).splitlines() if line.strip()]
+    times = [json.loads(line) for line in _read_step_file(exp, step, METRICS_TIMES).splitlines() if line.strip()]
+    return [{**(times[i] if i < len(times) else {}), **row} for i, row in enumerate(rows)]
 
 
 def follow_logs(exp: Experiment, step: str, *, poll: float = 0.1) -> Iterator[str]:

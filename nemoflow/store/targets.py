@@ -27,11 +27,12 @@ CHECKED_CACHE = "targets.json"  # under .cache/: stat signatures of targets foun
 LOG = "nemoflow.log"
 JOB = "nemoflow-job.json"
 METRICS = "metrics.jsonl"
+METRICS_TIMES = "metrics.times.jsonl"  # when each metrics row was logged: kept apart, so outputs do not hold the clock
 RESULT_JSON = "result.json"
 RESULT_PICKLE = "result.pkl"
 MANIFEST_FORMAT = 1
 SBATCH = "nemoflow-sbatch.sh"  # a Slurm step's script, kept with its log
-META_FILES = frozenset({MANIFEST, LOG, JOB, SBATCH})  # not outputs: not hashed, not compared
+META_FILES = frozenset({MANIFEST, LOG, JOB, SBATCH, METRICS_TIMES})  # not outputs: not hashed, not compared
 _CANCEL_ALL = ".all"  # a step name never starts with "."
 
 

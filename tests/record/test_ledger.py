@@ -23,7 +23,8 @@ def test_a_schema_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
     db.executescript(SCHEMA_1)
     db.close()
     ledger = Ledger(tmp_path / "ledger.db")
-    assert ledger.db.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert ledger.db.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert {"code_files", "reproductions"} <= set(ledger.db.table_names())
     old = ledger.experiment("old_1")
     assert old is not None and (old["name"], old["tags"], old["steps"], old["options"]) == ("old", ["a"], 0, None)
     assert {"module", "sys_path", "options", "status", "ended"} <= set(ledger.db["experiments"].columns_dict)
