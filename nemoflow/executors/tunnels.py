@@ -194,6 +194,7 @@ class SSHTunnel(Tunnel):
     known_hosts: str | None = None
     accept_new_host_key: bool = False
     compression: bool = False
+    pre_command: str | None = None  # run before every command, which runs only when it succeeds
 
     @property
     def timeout(self) -> float:
@@ -231,6 +232,8 @@ class SSHTunnel(Tunnel):
     def _run(self, command: str, timeout: float | None, env: dict[str, str], cwd: str | None) -> CommandResult:
         if (shared := session.client()) is not None:
             return shared.run(self, command, timeout, env, cwd)
+        if self.pre_command:  # NeMo Run's: e.g. "module load slurm" before every command
+            command = f"{self.pre_command} && {command}"
         script = _script(command, env, cwd)
         return self._retrying(f"run {_short(command)}", lambda entry: self._fabric_run(entry, script, timeout))
 

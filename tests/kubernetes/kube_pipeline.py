@@ -2,7 +2,8 @@
 mounted at NF_KUBE_MOUNT (the test's folder, holding the store), as a ReadWriteMany PVC would be.
 
 Environment: NF_KUBE_MOUNT, NF_EXIT (the train step exits with this code), NF_SLEEP (seconds it sleeps),
-NF_NO_VOLUME (1: the executor mounts no volume), NF_TOLERATIONS (JSON: the executor's tolerations).
+NF_NO_VOLUME (1: the executor mounts no volume), NF_TOLERATIONS (JSON: the executor's tolerations),
+NF_PACKAGER (1: the code ships as a PatternPackager archive, unpacked in the store's .stage folder).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def executor() -> nemoflow.KubernetesExecutor:
         labels={"team": "research"},
         security_context={"runAsUser": os.getuid(), "runAsGroup": os.getgid()},
         tolerations=json.loads(os.environ.get("NF_TOLERATIONS", "[]")),
+        packager=nemoflow.PatternPackager(include=["*.py"]) if os.environ.get("NF_PACKAGER") else None,
         active_deadline_seconds=600,
         poll_interval=0.05,
         api_backoff=0.01,

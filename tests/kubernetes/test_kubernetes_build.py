@@ -241,3 +241,24 @@ def test_nemoflow_cancel_from_another_terminal_deletes_the_job(kube: JobStub, tm
     assert policy == "Foreground" and not kube.jobs
     train = runs_by_step(tmp_path)["train"]
     assert train["status"] == "cancelled" and train["job_id"] == name, train
+
+
+def test_a_packager_ships_code_that_is_on_no_shared_volume(kube: JobStub, tmp_path: Path) -> None:
+    """No Kubernetes API server can run on this machine; the stub speaks the documented protocol and runs the
+    pod's command here. Only the store is on the volume; the pipeline's folder is not, so its code travels as
+    the packager's archive, unpacked in the store's .stage folder, and the pod starts there."""
+    kube.on_create = _runs_the_pod
+    volume, code = tmp_path / "volume", tmp_path / "code"
+    volume.mkdir()
+    code.mkdir()
+    shutil.copy(PIPELINE, code / "kube_pipeline.py")
+    env = {"NF_KUBE_MOUNT": str(volume), "NEMOFLOW_STORE": str(volume / "targets")}
+    unshared = nemoflow("build", "kube_pipeline.py", cwd=code, env=env)
+    assert unshared.returncode != 0
+    assert "the pipeline's folder (no packager ships it)" in runs_by_step(volume)["train"]["error"]
+    proc = nemoflow("build", "kube_pipeline.py", "--json", cwd=code, env={**env, "NF_PACKAGER": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((published_target(volume, "train") / "model.json").read_text())["total"] == 45
+    workdir = Path(kube.created_jobs[-1]["spec"]["template"]["spec"]["containers"][0]["workingDir"])
+    assert workdir.parent == volume / "targets" / ".stage" and (workdir / "kube_pipeline.py").is_file()
+    assert runs_by_step(volume)["train"]["status"] == "succeeded"

@@ -55,3 +55,14 @@ def test_compressed_connection_runs_commands(sshd_service) -> None:  # noqa: F81
         assert tunnels._POOL[plain.key].conn.transport.local_compression == "none"
     finally:
         plain.close()
+
+
+def test_pre_command_runs_before_every_command(sshd_service) -> None:  # noqa: F811
+    tunnel = _tunnel(sshd_service, pre_command="export GREETING=hi")
+    try:
+        assert tunnel.run("echo $GREETING").stdout == "hi\n"
+        failing = _tunnel(sshd_service, pre_command="false")
+        result = failing.run("echo ran", check=False)
+        assert result.exit_code != 0 and "ran" not in result.stdout
+    finally:
+        tunnel.close()
