@@ -73,3 +73,44 @@ def test_in_process_the_plan_raises_an_assertion_error_that_is_a_config_error(
         run.make_plan(exp, run.Store(tmp_path / "store"))
     assert isinstance(info.value, run.ConfigError)
     assert info.value.path == "train.model"
+
+
+MODEL_PIPELINE = """
+import pydantic
+
+import nemoflow as run
+
+
+class Attention(pydantic.BaseModel):
+    hidden_size: int = 64
+    num_heads: int = 4
+
+    @pydantic.model_validator(mode="after")
+    def heads_divide_hidden(self) -> "Attention":
+        if self.hidden_size % self.num_heads:
+            raise ValueError("num_heads must divide hidden_size")
+        return self
+
+
+def train(attention: Attention) -> int:
+    return attention.hidden_size
+
+
+def pipeline() -> run.Experiment:
+    exp = run.Experiment("pydantic-rules")
+    exp.add(run.Partial(train, attention=run.Config(Attention, hidden_size=64, num_heads={heads})), name="fit")
+    return exp
+"""
+
+
+def test_a_pydantic_model_validator_fails_at_plan_time_as_a_value_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nemoflow as run
+
+    (tmp_path / "m.py").write_text(MODEL_PIPELINE.format(heads=5))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="num_heads must divide hidden_size") as info:
+        run.make_plan(run.load_pipeline("m.py"), run.Store(tmp_path / "store"))
+    assert isinstance(info.value, run.ConfigError)
+    assert info.value.path == "fit.attention"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import nemoflow as run
@@ -100,3 +102,21 @@ def test_the_data_form_of_a_plain_script_is_unchanged_and_m_round_trips() -> Non
     module = run.Script("pkg.train", m=True, entrypoint="python")
     assert to_data(module)["_script_"]["m"] is True
     assert from_data(to_data(module)) == module
+
+
+def _key(tmp_path: Path, script: run.Script) -> str:
+    exp = run.Experiment("scripts")
+    exp.add(script, name="s")
+    return run.make_plan(exp, run.Store(tmp_path / "store"), workdir=tmp_path).steps["s"].key
+
+
+@pytest.mark.parametrize("empty", [None, ""])
+def test_a_script_key_sees_its_file_s_content_when_inline_is_empty(tmp_path: Path, empty: str | None) -> None:
+    (tmp_path / "run.sh").write_text("echo 1\n")
+    first = _key(tmp_path, run.Script(path="run.sh", inline=empty))
+    (tmp_path / "run.sh").write_text("echo 2\n")
+    assert _key(tmp_path, run.Script(path="run.sh", inline=empty)) != first
+
+
+def test_an_inline_script_key_sees_its_text(tmp_path: Path) -> None:
+    assert _key(tmp_path, run.Script(inline="echo 1")) != _key(tmp_path, run.Script(inline="echo 2"))
