@@ -28,7 +28,7 @@ from nemoflow.executors.base import Executor, Handle, Job, JobResult, JobState
 from nemoflow.executors.docker import extract_once
 from nemoflow.executors.kube import Retry, call, connect
 from nemoflow.executors.kube_manifest import job_manifest, validate
-from nemoflow.executors.kube_status import newest_first, observe
+from nemoflow.executors.kube_status import STUCK, newest_first, observe
 from nemoflow.executors.kuberay import _ENV_NAME, _LABEL, _LABEL_KEY, _LABEL_VALUE, Quantity, _quantity, resource_name
 from nemoflow.executors.packagers import AnyPackager
 from nemoflow.executors.staging import (
@@ -205,8 +205,7 @@ class KubernetesExecutor(Executor):
             raise
         if running.cancelled:
             return JobResult(JobState.CANCELLED, result.exit_code, "cancelled", result.backend_state)
-        if result.backend_state in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
-                                    "CreateContainerConfigError"):  # fmt: skip
+        if result.backend_state in STUCK:
             with contextlib.suppress(ExecutorError):  # it would wait there for ever
                 running.kube.delete_job(handle.job_id)
         return result
