@@ -163,6 +163,8 @@ def factory(
     def register(fn_: F) -> F:
         from nemoflow.cli.factories import register as add
 
+        if kind is None:
+            _check_returns_config(fn_)
         add(fn_, name=name, for_type=kind, for_arg=target_arg, namespace=namespace)
         if is_target_default:
             add(fn_, name=DEFAULT_FACTORY, for_type=kind, for_arg=target_arg, namespace=namespace)
@@ -171,6 +173,40 @@ def factory(
         return fn_
 
     return register(fn) if fn is not None else register
+
+
+class FactoryTypeError(UserError, TypeError):
+    """A factory without a return annotation (NeMo Run needs one to know what it makes)."""
+
+
+def _check_returns_config(fn: Callable[..., Any]) -> None:
+    """NeMo Run's rule: a factory without ``target`` says ``-> Config[T]`` / ``-> Partial[T]``, or is
+    ``@run.autoconvert``-ed (then ``-> T``).
+
+    Raises:
+        FactoryTypeError: (also a TypeError) no return annotation.
+        EntrypointError: (also a ValueError) it returns something else.
+    """
+    import typing
+
+    from nemoflow.configs.core import Buildable
+
+    if getattr(fn, "__auto_config__", False):
+        return
+    if inspect.signature(fn).return_annotation is inspect.Signature.empty:
+        raise FactoryTypeError(
+            f"Missing return type annotation for function '{fn.__name__}'", hint="annotate it: -> run.Config[T]"
+        )
+    try:
+        returned = typing.get_type_hints(fn).get("return")
+    except Exception:  # an annotation this module cannot resolve (a local name): accepted as written
+        return
+    origin = typing.get_origin(returned) or returned
+    if not (inspect.isclass(origin) and issubclass(origin, Buildable)):
+        raise EntrypointError(
+            f"factory {fn.__name__} has a return type which is not a subclass of Config or Partial",
+            hint="return run.Config[T] / run.Partial[T], or decorate it with @run.autoconvert",
+        )
 
 
 def resolve_factory(target: Any, name: str) -> Callable[..., Any]:

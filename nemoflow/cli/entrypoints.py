@@ -128,7 +128,8 @@ def _run(info: Entrypoint, argv: list[str], cmd_defaults: Mapping[str, Any] | No
     if opts.help:
         doc = info.help or fn.__doc__ or ""
         title = opts.name or info.name
-        render.entrypoint_help(title, doc, parameter_rows(cfg), OPTION_HELP, OVERRIDE_HELP, factory_rows(fn, cfg))
+        rows = factory_rows(fn, cfg) + _default_rows(info)
+        render.entrypoint_help(title, doc, parameter_rows(cfg), OPTION_HELP, OVERRIDE_HELP, rows)
         return 0
     params = signature_of(fn).params
     taken = [p for p in params if not (experiment and is_run_context(params[p].annotation))]  # ctx.executor=...
@@ -190,6 +191,18 @@ def importable(fn: Callable[..., Any], *, direct: bool = False) -> tuple[Callabl
     for part in fn.__qualname__.split("."):
         target = getattr(target, part)
     return target, script
+
+
+def _default_rows(info: Entrypoint) -> list[tuple[str, str]]:
+    """``--help``'s defaults, as NeMo Run's help panel shows them: the default factory, executor, plugins."""
+    rows = []
+    if info.default_factory is not None:
+        rows.append(("default factory", getattr(info.default_factory, "__name__", repr(info.default_factory))))
+    if info.default_executor is not None:
+        rows.append(("default executor", repr(info.default_executor)))
+    if info.default_plugins is not None:
+        rows.append(("default plugins", repr(info.default_plugins)))
+    return rows
 
 
 def root_config(fn: Callable[..., Any], factory_text: Any = None) -> Any:

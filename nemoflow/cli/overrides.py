@@ -29,7 +29,7 @@ from nemoflow.cli.tokens import (
     path_text,
     split_reserved,
 )
-from nemoflow.cli.values import resolve_value
+from nemoflow.cli.values import rehome, resolve_value
 from nemoflow.configs.core import Buildable, Config, Partial, Script
 from nemoflow.configs.treeops import walk
 from nemoflow.errors import ConfigError, UserError, describe_value, did_you_mean
@@ -332,6 +332,7 @@ def load_into(cfg: Buildable[Any], item: LoadFile) -> Buildable[Any]:
 
     loaded = load(item.path)
     if isinstance(loaded, Buildable):
+        loaded = rehome(loaded, getattr(cfg.__fn_or_cls__, "__module__", None))
         if loaded.__fn_or_cls__ is not cfg.__fn_or_cls__:
             raise ConfigError(
                 f"{item.path} holds a config of {loaded.__signature__.target_name}, "

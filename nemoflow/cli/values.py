@@ -61,3 +61,32 @@ def from_factory_data(data: Any, annotation: Any, *, where: str) -> Any:
         except ConfigError as exc:
             raise ConfigError(f"{name}.{key}: {exc.message}", path=where, hint=exc.hint) from None
     return made
+
+
+def rehome(value: Any, module: str | None) -> Any:
+    """A loaded config whose targets name ``__main__`` (as NeMo Run exports a script's config:
+    ``_target_ = "__main__.train_model"``), with each such target taken from the script's module
+    ``module`` instead, where it has one of that name, so a step process can import it."""
+    import sys
+
+    home = sys.modules.get(module) if module and module != "__main__" else None
+    if home is None:
+        return value
+    if isinstance(value, Buildable):
+        target = value.__fn_or_cls__
+        if getattr(target, "__module__", None) == "__main__":
+            target = _attribute(home, getattr(target, "__qualname__", "")) or target
+        arguments = {k: rehome(v, module) for k, v in value.__arguments__.items()}
+        return type(value)(target, **arguments)
+    if isinstance(value, list | tuple):
+        return type(value)(rehome(v, module) for v in value)
+    if isinstance(value, dict):
+        return {k: rehome(v, module) for k, v in value.items()}
+    return value
+
+
+def _attribute(module: Any, qualname: str) -> Any:
+    target = module
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    return target

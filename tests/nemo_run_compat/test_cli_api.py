@@ -94,6 +94,27 @@ def test_factory_target_and_default_and_namespace() -> None:
     assert small_model in run.cli.list_factories(Model)
 
 
+def test_a_factory_says_it_returns_a_config() -> None:
+    with pytest.raises(TypeError, match="Missing return type annotation"):
+
+        @run.cli.factory
+        def bare():
+            return run.Config(Model)
+
+    with pytest.raises(ValueError, match="not a subclass of Config or Partial"):
+
+        @run.cli.factory
+        def plain() -> Model:
+            return Model()
+
+    @run.cli.factory
+    @run.autoconvert
+    def converted(hidden: int = 3) -> Model:
+        return Model(hidden=hidden)
+
+    assert run.cli.parse_cli_args(train, ["model=converted(hidden=4)"]).model == run.Config(Model, hidden=4)
+
+
 def test_factory_errors_are_value_errors() -> None:
     with pytest.raises(ValueError, match="target_arg"):
         run.cli.factory(target_arg="model")

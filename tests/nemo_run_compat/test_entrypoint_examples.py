@@ -192,11 +192,22 @@ def test_task_yaml_file_with_factories(folder: Path) -> None:
     assert "Epochs: 2" in out
 
 
+def test_task_from_nemo_runs_toml_export(folder: Path) -> None:
+    # test.toml is what NeMo Run's --to-toml wrote for task.py: its targets name __main__
+    shutil.copy(SCRIPTS / "test.toml", folder / "test.toml")
+    out = trained(run(folder, "task.py", "@test.toml", "epochs=2"))
+    assert "Model: Model(hidden_size=256, num_layers=5, activation='relu')" in out
+    assert "Optimizer: Optimizer(learning_rate=0.001, weight_decay=1e-05, betas=[0.9, 0.999])" in out
+    assert "Epochs: 2" in out
+
+
 # ---- task_with_defaults.py: main(default_factory=, default_executor=, default_plugins=) ------------------------
 
 
 @NEEDS_EXECUTOR_AUTOCONVERT
 def test_task_with_defaults_uses_its_factory_executor_and_plugin(folder: Path) -> None:
+    shown = run(folder, "task_with_defaults.py", "--help")
+    assert shown.returncode == 0 and "custom_defaults" in shown.stdout and "DummyPlugin" in shown.stdout
     out = trained(run(folder, "task_with_defaults.py", "--yes"))
     assert "Model: Model(hidden_size=512, num_layers=3, activation='relu')" in out
     assert "Optimizer: Optimizer(learning_rate=0.0005, weight_decay=1e-05, betas=[0.9, 0.999])" in out
