@@ -51,6 +51,8 @@ def log_metrics(**values: Any) -> None:
     logged = time.time()
     with open(folder / METRICS, "a") as handle:
         handle.write(json.dumps(values, default=float) + "\n")
+    with open(folder / METRICS_TIMES, "a") as handle:
+        handle.write(json.dumps({"time": logged}) + "\n")
 
 
 class _Named:
