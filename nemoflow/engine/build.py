@@ -10,7 +10,6 @@ import os
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,8 +72,8 @@ def build_experiment(
 
 
 def new_experiment_id(name: str) -> str:
-    """``<name>_<timestamp>_<random>``: unique even for many launches in the same second."""
-    return f"{name}_{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:6]}"
+    """NeMo Run's form, ``<name>_<time_ns>`` (older runs keep their ``<name>_<date>-<time>_<random>`` ids)."""
+    return f"{name}_{time.time_ns()}"
 
 
 def run_plan(
@@ -82,7 +81,7 @@ def run_plan(
     *,
     jobs: int = 1,
     direct: bool = False,
-    tail_logs: bool = False,
+    tail_logs: bool | frozenset[str] = False,
     max_concurrent: int | None = None,
     record: bool = False,
     progress: Reporter | None = None,
@@ -136,6 +135,7 @@ def run_plan(
         "max_concurrent": max_concurrent,
         "sequential": plan.sequential,
         "salt": plan.salt,
+        "tail_logs": sorted(tail_logs) if isinstance(tail_logs, frozenset) else tail_logs,
     }
     if scheduler_url is not None:
         options.update(scheduler_url=scheduler_url, executor=executor_filter, register_only=register_only)
@@ -280,7 +280,7 @@ def _record_build(plan: Plan, to_run: list[PlannedStep], options: dict[str, Any]
             "pid": os.getpid(),
             "status": "running",
         }
-        experiment_id = _create_experiment(ledger, row, _members(plan))
+        experiment_id = _create_experiment(ledger, row, _members(plan), getattr(exp, "id", None))
         exp.id, exp.store = experiment_id, plan.store
         if not to_run:
             return experiment_id, None
@@ -304,10 +304,13 @@ def _record_build(plan: Plan, to_run: list[PlannedStep], options: dict[str, Any]
     return experiment_id, env.id
 
 
-def _create_experiment(ledger: Ledger, row: dict[str, Any], members: list[dict[str, Any]]) -> str:
-    """Insert the run under a fresh id; the insert is the atomic check that nobody else took it."""
-    for _ in range(10):
-        experiment_id = new_experiment_id(row["name"])
+def _create_experiment(
+    ledger: Ledger, row: dict[str, Any], members: list[dict[str, Any]], preferred: str | None = None
+) -> str:
+    """Insert the run under ``preferred`` (the id the experiment was given), else under a fresh id;
+    the insert is the atomic check that nobody else took it."""
+    for attempt in range(10):
+        experiment_id = preferred if preferred and attempt == 0 else new_experiment_id(row["name"])
         if ledger.create_experiment({**row, "id": experiment_id, "created": time.time()}, members):
             return experiment_id
     raise RuntimeError(f"could not find a free experiment id for {row['name']!r} in {ledger.path}")

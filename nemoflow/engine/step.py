@@ -56,7 +56,7 @@ class BuildContext:
     environment_id: str
     started: float
     direct: bool = False
-    tail_logs: bool = False
+    tail_logs: bool | frozenset[str] = False  # every step's output to the screen, or these steps'
     max_concurrent: int | None = None  # at most this many steps run at once (a luigi resource)
     central: bool = False  # luigid hands out the steps: other processes build the same plan
     executor_filter: str | None = None  # run only steps of this executor (``nemoflow worker``)
@@ -70,6 +70,10 @@ class BuildContext:
     _ledger: Ledger | None = field(default=None, repr=False)
     _ledger_pid: int = field(default=0, repr=False)
     _built: set[str] = field(default_factory=set, repr=False)  # keys this process published in this build
+
+    def tails(self, step: PlannedStep) -> bool:
+        """Whether the step's output goes to the screen too."""
+        return self.tail_logs is True or (isinstance(self.tail_logs, frozenset) and step.name in self.tail_logs)
 
     def build_step(self, step: PlannedStep) -> None:
         """Run ``step`` here, or wait for the job a detached build submitted for it (how the luigi adapter builds one).
@@ -431,7 +435,7 @@ def make_job(ctx: BuildContext, step: PlannedStep, workspace: Path, run_id: str,
         workspace / LOG,
         str(ctx.plan.workdir),
         env={**env, OUTPUT_DIR_ENV: str(workspace)},
-        tail_logs=ctx.tail_logs,
+        tail_logs=ctx.tails(step),
         follows_parent=PARENT_PID_ENV in env,
         spec=spec,
         run_id=run_id,
@@ -502,7 +506,7 @@ def _script_command(ctx: BuildContext, step: PlannedStep) -> tuple[list[str], di
 
 def _run_in_process(ctx: BuildContext, step: PlannedStep, workspace: Path) -> JobResult:
     buffer = io.StringIO()  # the log file is written only when the step printed something
-    out: IO[str] = _Tee(buffer, sys.stdout, f"[{step.name}] ") if ctx.tail_logs else buffer
+    out: IO[str] = _Tee(buffer, sys.stdout, f"[{step.name}] ") if ctx.tails(step) else buffer
     result = JobResult(JobState.SUCCEEDED, 0)
     limit = step_time_limit(ctx, step)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
@@ -530,11 +534,13 @@ class _Tee:
 
     def __init__(self, log: IO[str], terminal: IO[str], prefix: str) -> None:
         self.log, self.terminal, self.prefix = log, terminal, prefix
+        self.at_line_start = True
 
     def write(self, text: str) -> int:
         self.log.write(text)
-        if text.strip():
-            self.terminal.write("".join(self.prefix + line for line in text.splitlines(keepends=True)))
+        for line in text.splitlines(keepends=True):  # print() writes its newline separately
+            self.terminal.write((self.prefix if self.at_line_start else "") + line)
+            self.at_line_start = line.endswith("\n")
         return len(text)
 
     def flush(self) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,13 +15,34 @@ from nemoflow.configs.core import Buildable, Script, place
 from nemoflow.configs.refs import StepOutput, StepResult
 from nemoflow.errors import UserError, did_you_mean
 from nemoflow.pipeline.fingerprint import Declared
+from nemoflow.pipeline.jobs import (
+    ExperimentAssertionError,
+    ExperimentValueError,
+    JobLookup,
+    as_task,
+    copy_task,
+    default_executor,
+    target_base,
+)
+from nemoflow.pipeline.recorded import RecordedRuns
 from nemoflow.store.targets import Store
 
 _STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]*$")
 
 
 class Plugin:
-    """Changes a step's task or executor before its key is computed (``setup`` in place)."""
+    """Changes a step's task or executor before its key is computed (``setup`` in place).
+
+    A plugin given to ``exp.add`` is assigned the experiment's id (``self.experiment_id``) and set
+    up when the step is added, as in NeMo Run; ``exp.plugins`` and ``exp.run(plugins=...)`` apply
+    when the run is planned.
+    """
+
+    experiment_id: str = ""
+
+    def assign(self, experiment_id: str) -> None:
+        """Record the id of the experiment the plugin is used in."""
+        self.experiment_id = experiment_id
 
     def setup(self, task: Any, executor: Any) -> None:
         """Adjust ``task`` (a config or Script) and ``executor`` for this step."""
@@ -35,6 +58,8 @@ class Step:
     dependencies: list[str] = field(default_factory=list)
     plugins: list[Plugin] = field(default_factory=list)
     declared: Declared | None = None  # extra code, files and a version string its key counts
+    tail_logs: bool = False  # its output goes to the screen while it runs
+    plugins_applied: list[Plugin] = field(default_factory=list)  # set up at add time
 
 
 class StepHandle:
@@ -58,45 +83,79 @@ class StepHandle:
         """This step's return value, for use in a later step's config."""
         return StepResult(self)
 
+    def __str__(self) -> str:
+        return self.name
+
     def __repr__(self) -> str:
         return f"StepHandle({self.name!r})"
 
 
-class Experiment:
+class Experiment(JobLookup, RecordedRuns):
     """A named set of steps; ``nemoflow build`` or :meth:`run` builds it.
 
-    Every run is recorded in the ledger under a new id (``exp.id``): :meth:`from_id` reloads it
-    in any process, and :meth:`status`, :meth:`results`, :meth:`logs`, ... ask it about itself.
+    ``exp.id`` is given at construction, NeMo Run's form ``<title>_<time_ns>``; the first run is
+    recorded in the ledger under it, and each later run under a new id. :meth:`from_id` reloads
+    a run in any process; :meth:`status`, :meth:`results`, :meth:`logs`, ... ask it about itself.
     """
 
     def __init__(
         self,
         name: str,
-        description: str = "",
+        description: Any = "",
         tags: list[str] | tuple[str, ...] = (),
         *,
+        executor: Any = None,
+        id: str | None = None,
+        log_level: str = "INFO",
         package_versions: bool = True,
+        rename_duplicates: bool = False,
+        **_nemo_run_options: Any,
     ) -> None:
         """Args:
-        name: the experiment's name (letters, digits, ``_``, ``-``, ``.``).
-        description: free text, recorded in the ledger.
+        name: the experiment's name, NeMo Run's ``title`` (letters, digits, ``_``, ``-``, ``.``).
+        description: free text, recorded in the ledger. (An executor here is taken as ``executor``,
+            NeMo Run's second positional argument.)
         tags: recorded in the ledger.
+        executor: the executor of every step added without one (default: a local subprocess).
+        id: the id of the first run (default: ``<name>_<time_ns>``).
+        log_level: the level of nemoflow's log messages (``"INFO"``, ``"WARN"``, ...).
         package_versions: the versions of installed distributions a step's code reaches are part
             of its key (``pip install -U numpy`` rebuilds the steps that use numpy); False keeps
             them out of keys (the ledger still records the environment).
+        rename_duplicates: a second step of a name already taken is renamed ``<name>_<n>`` (NeMo
+            Run's renaming, for ported code) instead of being an error (names are part of keys).
+        **_nemo_run_options: NeMo Run's options without a meaning here (``base_dir``,
+            ``clean_mode``, ...): accepted and ignored.
         """
         if not _STEP_NAME.match(name):
             raise UserError(f"invalid experiment name {name!r}", hint="use letters, digits, '_', '-', '.'")
+        if not isinstance(description, str):  # Experiment(title, executor), NeMo Run's order
+            executor, description = description, ""
+        level = logging.getLevelName(str(log_level).upper())
+        if not isinstance(level, int):
+            raise ExperimentValueError(f"unknown log_level {log_level!r}", hint="DEBUG, INFO, WARN, ERROR")
+        logging.getLogger("nemoflow").setLevel(level)
         self.name = name
         self.description = description
         self.tags = list(tags)
+        self.executor = executor
+        self.log_level = str(log_level)
+        self.rename_duplicates = rename_duplicates
         self.steps: dict[str, Step] = {}
+        self.groups: dict[str, list[str]] = {}  # job group name -> its steps
         self.pipeline_file: Path | None = None
         self.module_name: str | None = None
         self.plugins: list[Plugin] = []
         self.package_versions = package_versions
-        self.id: str | None = None  # of its latest run, set as soon as the run is recorded
-        self.store: Store | None = None  # of its latest run
+        self.id: str = id or f"{name}_{time.time_ns()}"
+        self.created = time.time()
+        self.store: Store | None = None  # of its latest run (set when a run is recorded)
+        self.run_defaults: dict[str, Any] = {}  # options the next run keeps (after reset)
+
+    @property
+    def title(self) -> str:
+        """NeMo Run's name for ``name``."""
+        return self.name
 
     def __enter__(self) -> Experiment:
         return self
@@ -106,64 +165,135 @@ class Experiment:
 
     def add(
         self,
-        task: Buildable[Any] | Script,
-        *,
-        name: str | None = None,
+        task: Any,
         executor: Any = None,
-        dependencies: list[StepHandle] | tuple[StepHandle, ...] = (),
-        plugins: list[Plugin] | tuple[Plugin, ...] = (),
+        name: str | None = None,
+        *,
+        dependencies: Iterable[StepHandle | str] = (),
+        plugins: Any = (),
+        tail_logs: bool = False,
         extra_code: list[Any] | tuple[Any, ...] = (),
         extra_files: list[str] | tuple[str, ...] = (),
         version: str = "",
+        **arguments: Any,
     ) -> StepHandle:
         """Add a step; references to other steps inside ``task`` make dependencies.
 
         Args:
-            task: a ``Partial``, ``Config`` or ``Script``.
+            task: a ``Partial``, ``Config`` or ``Script``; a plain function (its keyword
+                arguments are ``**arguments``: it becomes ``Partial(fn, **arguments)``); or a list
+                of them, a job group: one entry per task, all on ``executor`` (``name`` required).
+            executor: where it runs (default: the experiment's executor, else a local subprocess).
             name: the step's name (default: the target's name, made unique).
-            executor: where it runs (default: a local subprocess).
-            dependencies: steps to run first, besides those ``task`` refers to.
-            plugins: applied to this step before its key is computed.
+            dependencies: steps to run first (handles from ``add``, or names), besides those
+                ``task`` refers to.
+            plugins: a Plugin or a list; each is assigned the experiment id and set up on copies
+                of the task and executor now (NeMo Run's order), before the key is computed.
+            tail_logs: show this step's output on the screen while it runs.
             extra_code: functions, classes or modules whose code the step's key also counts
                 (code the fingerprint cannot see: a ``getattr`` by string, ``importlib``).
             extra_files: files (paths or globs, relative to the build's directory) whose
                 content the key also counts.
             version: a version string of the step; change it to rebuild the step.
 
+        Returns:
+            A handle of the step (``str(handle)`` is its name, NeMo Run's job id).
+
         Raises:
-            UserError: a bad or duplicate name, a task that is not a config or Script, or a
-                dependency on a step of another experiment.
+            UserError: a bad or duplicate name, a task that is not a config or Script (also a
+                TypeError), an unknown dependency or a job group without a name (also an
+                AssertionError), a dependency on a step of another experiment.
         """
-        if not isinstance(task, (Buildable, Script)):
-            raise UserError(
-                f"a step's task must be a nemoflow.Partial, Config or Script, got {type(task).__name__}",
-                hint="wrap the function: nemoflow.Partial(fn, **arguments)",
-            )
-        step_name = name if name is not None else self._free_name(task)
-        if not _STEP_NAME.match(step_name):
-            raise UserError(f"invalid step name {step_name!r}", hint="use letters, digits, '_', '-', '.', '=', '+'")
-        if step_name in self.steps:
-            raise UserError(f"two steps are named {step_name!r}", hint="give each step a unique name=...")
-        for dep in dependencies:
-            self._check_own(dep, f"{step_name}: dependencies")
-        if isinstance(task, Buildable) and not task.__nf_path__:
-            place(task, step_name)
-        declared = Declared(tuple(extra_code), tuple(extra_files), str(version)) if extra_code or extra_files or version else None
-        self.steps[step_name] = Step(
-            step_name, task, executor, [d.name for d in dependencies], list(plugins), declared
-        )
+        after = [self._dependency(dep, "dependencies") for dep in dependencies]
+        plugins = [plugins] if isinstance(plugins, Plugin) else list(plugins or ())
+        executor = executor if executor is not None else self.executor
+        options = dict(plugins=plugins, tail_logs=tail_logs, extra=(extra_code, extra_files, version))
+        if isinstance(task, (list, tuple)):
+            return self._add_group(list(task), executor, name, after, **options)
+        task = as_task(task, arguments)
+        step_name = self._unique(name if name else self._free_name(task), explicit=bool(name))
+        self._add_step(step_name, task, executor, [n for dep in after for n in dep], **options)
         return StepHandle(self, step_name)
 
+    def _add_group(
+        self, tasks: list[Any], executor: Any, name: str | None, after: list[list[str]], **options: Any
+    ) -> StepHandle:
+        if not name:
+            raise ExperimentAssertionError("name is required for task group.", hint="exp.add([...], name='group')")
+        group = self._unique(name, explicit=True)
+        executors = executor if isinstance(executor, list) else [executor] * len(tasks)
+        if len(executors) != len(tasks):
+            raise ExperimentAssertionError(f"job group {group!r}: {len(tasks)} tasks but {len(executors)} executors")
+        members = [f"{group}-{i}" for i in range(len(tasks))]
+        for member, task, member_executor in zip(members, tasks, executors, strict=True):
+            self._check_free(member)
+            self._add_step(member, as_task(task, {}), member_executor, [n for dep in after for n in dep], **options)
+        self.groups[group] = members
+        return StepHandle(self, group)
+
+    def _add_step(
+        self,
+        step_name: str,
+        task: Buildable[Any] | Script,
+        executor: Any,
+        dependencies: list[str],
+        *,
+        plugins: list[Plugin],
+        tail_logs: bool,
+        extra: tuple[Any, Any, str],
+    ) -> None:
+        if isinstance(task, Buildable) and not task.__nf_path__:
+            place(task, step_name)
+        if plugins:  # on copies, at add time (NeMo Run's order); the user's objects stay as they were
+            task, executor = copy_task(task, self), copy_task(executor or default_executor(), self)
+            for plugin in plugins:
+                if hasattr(plugin, "assign"):
+                    plugin.assign(self.id)
+                plugin.setup(task, executor)
+        extra_code, extra_files, version = extra
+        declared = Declared(tuple(extra_code), tuple(extra_files), str(version)) if any(extra) else None
+        self.steps[step_name] = Step(
+            step_name, task, executor, dependencies, [], declared, tail_logs=tail_logs, plugins_applied=plugins
+        )
+
+    def _unique(self, step_name: str, *, explicit: bool) -> str:
+        """The name itself when free; taken: NeMo Run's ``<name>_<n>`` with ``rename_duplicates``, else an error."""
+        if not _STEP_NAME.match(step_name):
+            raise UserError(f"invalid step name {step_name!r}", hint="use letters, digits, '_', '-', '.', '=', '+'")
+        if self._taken(step_name) and self.rename_duplicates:
+            step_name = f"{step_name}_{len(self.tasks)}"
+        if self._taken(step_name):
+            raise UserError(
+                f"two steps are named {step_name!r}",
+                hint="give each step a unique name=..., or Experiment(..., rename_duplicates=True)",
+            )
+        return step_name
+
+    def _taken(self, name: str) -> bool:
+        return name in self.steps or name in self.groups
+
+    def _check_free(self, name: str) -> None:
+        if self._taken(name):
+            raise UserError(f"two steps are named {name!r}", hint="give each step a unique name=...")
+
     def _free_name(self, task: Buildable[Any] | Script) -> str:
-        if isinstance(task, Script):
-            base = Path(task.path).stem if task.path else "script"
-        else:
-            base = getattr(task.__fn_or_cls__, "__name__", "step")
+        base = target_base(task)
         name, n = base, 1
-        while name in self.steps:
+        while self._taken(name) and not self.rename_duplicates:
             n += 1
             name = f"{base}-{n}"
         return name
+
+    def _dependency(self, dep: Any, where: str) -> list[str]:
+        if isinstance(dep, str) and not isinstance(dep, StepHandle):
+            names = self._job(dep)
+            if not names:
+                raise ExperimentAssertionError(
+                    f"Dependency {dep} not found.", where=where, hint=did_you_mean(dep, self.steps)
+                )
+            return names
+        self._check_own(dep, where)
+        return self.groups.get(dep.name, [dep.name])
 
     def _check_own(self, handle: Any, where: str) -> None:
         if not isinstance(handle, StepHandle):
@@ -184,15 +314,16 @@ class Experiment:
     # ---- running (NeMo Run's surface; the engine is imported lazily, from below) ----------------
     def run(
         self,
-        *,
-        tail_logs: bool = False,
         sequential: bool = False,
+        detach: bool = False,
+        tail_logs: bool = False,
+        direct: bool = False,
+        *,
         max_concurrent: int | None = None,
         dryrun: bool = False,
         plugins: Iterable[Plugin] = (),
         store: Store | str | os.PathLike[str] | None = None,
         jobs: int | None = None,
-        direct: bool = False,
         force: Iterable[str] = (),
         until: Iterable[str] = (),
         workdir: str | os.PathLike[str] | None = None,
@@ -201,21 +332,25 @@ class Experiment:
     ) -> Any:
         """Build this experiment with the engine of ``nemoflow build``: what is up to date is skipped.
 
-        Each call is a new run with a new id (``exp.id``), recorded in the ledger even when
-        nothing had to run.
+        The first run is recorded under ``exp.id``; a later run of the same object gets a new id.
+        Every run is recorded in the ledger, even when nothing had to run.
 
         Args:
-            tail_logs: stream each step's output while it runs.
             sequential: run the steps one after another in the order they were added (keys do
                 not change).
+            detach: submit the steps of detachable executors (Slurm) and return without waiting;
+                other steps are built here.
+            tail_logs: show every step's output on the screen while it runs (else only the
+                steps added with ``tail_logs=True``).
+            direct: run Python steps inside this process.
             max_concurrent: at most this many steps run at once.
             dryrun: only plan: return the ``Plan`` (every step's key and reason); nothing runs
                 and nothing is recorded.
             plugins: applied to every step (after ``exp.plugins``) before keys are computed.
-            store: the target store (default: ``$NEMOFLOW_STORE``, else ``targets/``).
+            store: the target store (default: the store of the run reloaded or reset, else
+                ``$NEMOFLOW_STORE``, else ``targets/``).
             jobs: steps that may run at once (default: ``max_concurrent``, else the most steps
                 that can run side by side, at most the number of CPUs; with ``direct``, 1).
-            direct: run Python steps inside this process.
             force: steps to rebuild even when up to date.
             until: build only these steps and what they need.
             workdir: where relative input paths are read from (default: the current directory).
@@ -231,112 +366,34 @@ class Experiment:
         """
         from nemoflow.runs.launch import run_experiment
 
+        kept = self.run_defaults
         return run_experiment(
             self,
-            tail_logs=tail_logs,
-            sequential=sequential,
-            max_concurrent=max_concurrent,
+            tail_logs=tail_logs or frozenset(name for name, step in self.steps.items() if step.tail_logs),
+            sequential=sequential or kept.get("sequential", False),
+            max_concurrent=max_concurrent or kept.get("max_concurrent"),
             dryrun=dryrun,
+            detach=detach,
             plugins=plugins,
-            store=store,
+            store=store if store is not None else self.store,
             jobs=jobs,
-            direct=direct,
+            direct=direct or kept.get("direct", False),
             force=force,
             until=until,
-            workdir=workdir,
-            salt=salt,
+            workdir=workdir if workdir is not None else kept.get("workdir"),
+            salt=salt or kept.get("salt", ""),
             raise_on_failure=raise_on_failure,
         )
 
-    # ---- recorded runs (from the ledger and the store; see nemoflow.runs.catalog) --------------------
-    @classmethod
-    def from_id(cls, experiment_id: str, *, store: Store | str | os.PathLike[str] | None = None) -> Experiment:
-        """Reload a recorded run, with its original configs and executors, in any process.
+    def dryrun(self, *, store: Store | str | os.PathLike[str] | None = None, log: bool = True) -> Any:
+        """Print what a run would do (each step: its key, whether it runs and why, its task and
+        executor) and return the ``Plan``; nothing runs and nothing is recorded."""
+        from nemoflow.runs.compat import print_dryrun
 
-        Raises:
-            UserError: no such run in the store's ledger, or a step target no longer importable.
-        """
-        from nemoflow.runs import catalog
-        from nemoflow.runs import launch as api
-
-        return catalog.reload(experiment_id, api.as_store(store))
-
-    @classmethod
-    def from_title(cls, name: str, *, store: Store | str | os.PathLike[str] | None = None) -> Experiment:
-        """Reload the latest recorded run of the experiment called ``name``."""
-        from nemoflow.runs import catalog
-        from nemoflow.runs import launch as api
-
-        resolved = api.as_store(store)
-        return catalog.reload(catalog.latest_id(name, resolved), resolved)
-
-    @classmethod
-    def catalog(
-        cls, name: str | None = None, *, store: Store | str | os.PathLike[str] | None = None
-    ) -> list[dict[str, Any]]:
-        """The recorded runs (of experiment ``name``, or all), newest first, as metadata dicts."""
-        from nemoflow.runs import catalog
-        from nemoflow.runs import launch as api
-
-        return catalog.catalog(name, api.as_store(store))
-
-    def status(self) -> list[Any]:
-        """One ``nemoflow.record.status.StepStatus`` per step of the latest run (the CLI renders them)."""
-        from nemoflow.runs import catalog
-
-        return catalog.status(self)
-
-    def metadata(self) -> dict[str, Any]:
-        """The latest run's ledger row: name, tags, pipeline file and hash, git state, options, times."""
-        from nemoflow.runs import catalog
-
-        return catalog.metadata(self)
-
-    def configurations(self) -> dict[str, Any]:
-        """Step name -> config: as the latest run recorded it (before a run: as plugins will leave it)."""
-        from nemoflow.runs import catalog
-
-        return catalog.configurations(self)
-
-    def results(self) -> dict[str, Any]:
-        """Step name -> return value, from the store, for the latest run's steps that are built."""
-        from nemoflow.runs import catalog
-
-        return catalog.results(self)
-
-    def logs(self, step: str, *, follow: bool = False) -> str | Iterator[str]:
-        """The text of a step's log in the latest run; with ``follow``, its lines as they come
-        (a generator that ends when the step's run ends)."""
-        from nemoflow.runs import catalog
-
-        return catalog.follow_logs(self, step) if follow else catalog.logs(self, step)
-
-    def metrics(self, step: str) -> list[dict[str, Any]]:
-        """The rows a step of the latest run logged with ``nemoflow.log_metrics``."""
-        from nemoflow.runs import catalog
-
-        return catalog.metrics(self, step)
-
-    def cancel(self, step: str | None = None, *, timeout: float = 30.0) -> list[str]:
-        """Stop the latest run's running steps (or one step); no more of them start.
-
-        Returns:
-            The names of the steps whose running jobs were stopped.
-        """
-        from nemoflow.runs import catalog
-
-        return catalog.cancel(self, step, timeout=timeout)
-
-    def reset(self) -> Experiment:
-        """Run the latest run again as a new run with a new id, same configs and options;
-        returns the new run's Experiment.
-
-        Raises:
-            BuildFailed: a step failed; it carries the BuildResult.
-        """
-        from nemoflow.runs import catalog
-
-        return catalog.reset(self)
+        plan = self.run(dryrun=True, store=store)
+        if log:
+            print_dryrun(self, plan)
+        return plan
 
     def __repr__(self) -> str:
-        return f"Experiment({self.name!r}, steps={len(self.steps)})"
+        return f"Experiment({self.name!r}, id={self.id!r}, steps={len(self.steps)})"

@@ -30,6 +30,7 @@ from nemoflow.pipeline.loading import import_pipeline_module
 from nemoflow.pipeline.plan import apply_plugins
 from nemoflow.record.ledger import Ledger
 from nemoflow.record.status import StepStatus
+from nemoflow.runs.compat import NotFound
 from nemoflow.runs.launch import default_executor
 from nemoflow.store.targets import LOG, METRICS, METRICS_TIMES, Store, process_alive
 
@@ -77,14 +78,15 @@ def latest_id(name: str, store: Store) -> str:
         rows = ledger.experiments(name)
         if not rows:
             known = {row["name"] for row in ledger.experiments()}
-            raise UserError(f"no run of experiment {name!r} in {ledger.path}", hint=did_you_mean(name, known))
+            raise NotFound(f"no run of experiment {name!r} in {ledger.path}", hint=did_you_mean(name, known))
     finally:
         ledger.close()
     return rows[0]["id"]
 
 
-def reload(experiment_id: str, store: Store) -> Experiment:
-    """Rebuild a recorded run as an Experiment with its original configs and executors.
+def reload(experiment_id: str, store: Store, into: Experiment | None = None) -> Experiment:
+    """Rebuild a recorded run as an Experiment with its original configs and executors (``into``:
+    as the steps of that experiment, which keeps its id).
 
     Raises:
         UserError: no such run, or a step's target cannot be imported any more.
@@ -94,13 +96,14 @@ def reload(experiment_id: str, store: Store) -> Experiment:
         row = ledger.experiment(experiment_id)
         if row is None:
             ids = [r["id"] for r in ledger.experiments()]
-            raise UserError(f"no experiment {experiment_id!r} in {ledger.path}", hint=did_you_mean(experiment_id, ids))
+            raise NotFound(f"no experiment {experiment_id!r} in {ledger.path}", hint=did_you_mean(experiment_id, ids))
         members = ledger.experiment_steps(experiment_id)
         configs = ledger.step_configs(m["key"] for m in members)
     finally:
         ledger.close()
     _make_importable(row)
-    exp = Experiment(row["name"], description=row["description"] or "", tags=row["tags"])
+    exp = into or Experiment(row["name"], description=row["description"] or "", tags=row["tags"], id=experiment_id)
+    exp.steps, exp.groups = {}, {}
     exp.pipeline_file = Path(row["pipeline_file"]) if row["pipeline_file"] else None
     exp.module_name = row["module"]
     handles = {m["name"]: StepHandle(exp, m["name"]) for m in members}
@@ -110,7 +113,12 @@ def reload(experiment_id: str, store: Store) -> Experiment:
         dependencies = [handles[d] for d in member["dependencies"] if d in handles]
         exp.add(task, name=member["name"], executor=executor, dependencies=dependencies)
         exp.steps[member["name"]].declared = _declared(member)
-    exp.id, exp.store = experiment_id, store
+    tailed = (row.get("options") or {}).get("tail_logs")
+    for step in exp.steps.values():  # the steps whose output was shown are shown again
+        step.tail_logs = tailed is True or (isinstance(tailed, list) and step.name in tailed)
+    exp.store = store
+    if into is None:
+        exp.created = row["created"]
     return exp
 
 
@@ -160,7 +168,7 @@ def bound(exp: Experiment) -> tuple[Store, str]:
     Raises:
         UserError: it has not run yet.
     """
-    if exp.id is None or exp.store is None:
+    if exp.store is None:
         raise UserError(
             f"experiment {exp.name!r} has not run yet",
             hint="call exp.run() first, or reload a run with Experiment.from_id / from_title",
@@ -169,9 +177,10 @@ def bound(exp: Experiment) -> tuple[Store, str]:
 
 
 def metadata(exp: Experiment) -> dict[str, Any]:
-    """The ledger's row of the run (name, tags, pipeline file and hash, git state, options, times, status)."""
-    if exp.id is None:
-        return {"id": None, "name": exp.name, "description": exp.description, "tags": exp.tags, "steps": len(exp.steps)}
+    """The ledger's row of the run (name, tags, pipeline file and hash, git state, options, times, status);
+    before a run, what the row will say: name, id, description, tags, created, pipeline file, git state."""
+    if exp.store is None:
+        return _unrecorded_metadata(exp)
     store, experiment_id = bound(exp)
     ledger = open_ledger(store)
     try:
@@ -218,7 +227,7 @@ def _latest_runs(ledger: Ledger, experiment_id: str) -> dict[str, dict[str, Any]
 
 def configurations(exp: Experiment) -> dict[str, Any]:
     """Step name -> config: as recorded for a run; before any run, as plugins will leave them."""
-    if exp.id is None:
+    if exp.store is None:
         return {name: step.task for name, step in apply_plugins(exp, default_executor=default_executor).items()}
     store, experiment_id = bound(exp)
     return {name: step.task for name, step in reload(experiment_id, store).steps.items()}
@@ -405,22 +414,42 @@ def _signal(runs: list[dict[str, Any]], signum: int) -> None:
 
 
 def reset(exp: Experiment) -> Experiment:
-    """Run the experiment's latest run again, as a new run with a new id, with the same configs,
-    executors and options (what is still up to date is skipped).
+    """Make ``exp`` ready to run again, as NeMo Run's ``reset``: a new id, its steps as its latest run
+    recorded them, that run's store and options kept for the next ``run()``. Nothing runs here.
 
     Raises:
-        BuildFailed: a step failed; it carries the BuildResult (``experiment_id`` is the new run).
+        UserError: it has not run yet.
     """
     store, experiment_id = bound(exp)
-    fresh = reload(experiment_id, store)
     row = metadata(exp)
     options = row.get("options") or {}
-    fresh.run(
-        store=store,
-        workdir=row.get("workdir"),
-        salt=options.get("salt", ""),
-        sequential=options.get("sequential", False),
-        max_concurrent=options.get("max_concurrent"),
-        direct=options.get("direct", False),
-    )
-    return fresh
+    groups = dict(exp.groups)
+    reload(experiment_id, store, into=exp)
+    exp.groups = {group: members for group, members in groups.items() if set(members) <= set(exp.steps)}
+    exp.id = f"{exp.name}_{time.time_ns()}"
+    exp.run_defaults = {
+        "workdir": row.get("workdir"),
+        "salt": options.get("salt", ""),
+        "sequential": options.get("sequential", False),
+        "max_concurrent": options.get("max_concurrent"),
+        "direct": options.get("direct", False),
+    }
+    return exp
+
+
+def _unrecorded_metadata(exp: Experiment) -> dict[str, Any]:
+    from nemoflow.record.provenance import git_state
+
+    git = git_state(exp.pipeline_file if exp.pipeline_file else Path.cwd())
+    return {
+        "id": exp.id,
+        "name": exp.name,
+        "description": exp.description,
+        "tags": exp.tags,
+        "created": exp.created,
+        "pipeline_file": str(exp.pipeline_file) if exp.pipeline_file else None,
+        "git_commit": git.commit,
+        "git_dirty": None if git.dirty is None else int(git.dirty),
+        "steps": len(exp.steps),
+        "status": "not run",
+    }

@@ -22,10 +22,11 @@ from nemoflow.store.targets import Store
 def run_experiment(
     exp: Experiment,
     *,
-    tail_logs: bool = False,
+    tail_logs: bool | frozenset[str] = False,
     sequential: bool = False,
     max_concurrent: int | None = None,
     dryrun: bool = False,
+    detach: bool = False,
     plugins: Iterable[Plugin] = (),
     store: Store | str | os.PathLike[str] | None = None,
     jobs: int | None = None,
@@ -68,10 +69,21 @@ def run_experiment(
         tail_logs=tail_logs,
         max_concurrent=max_concurrent,
         record=True,
+        detach=detach,
     )
+    _show_served(result, plan.store, tail_logs)
     if raise_on_failure and not result.ok:
         raise BuildFailed(result)
     return result
+
+
+def _show_served(result: BuildResult, store: Store, tail_logs: bool | frozenset[str]) -> None:
+    """Steps whose output is shown that were up to date: their stored output and result, said to come from the store."""
+    from nemoflow.runs.compat import show_from_store
+
+    for outcome in result.skipped:
+        if tail_logs is True or (isinstance(tail_logs, frozenset) and outcome.name in tail_logs):
+            show_from_store(store, outcome.name, outcome.key)
 
 
 def as_store(store: Store | str | os.PathLike[str] | None, workdir: str | os.PathLike[str] | None = None) -> Store:
@@ -105,36 +117,53 @@ def default_executor() -> Any:
 def run(
     task: Buildable[Any] | Script,
     executor: Any = None,
-    *,
-    direct: bool = False,
-    plugins: Iterable[Plugin] = (),
-    dryrun: bool = False,
+    plugins: Plugin | Iterable[Plugin] | None = (),
     name: str | None = None,
+    dryrun: bool = False,
+    direct: bool = False,
+    detach: bool = False,
+    tail_logs: bool = True,
+    log_level: str = "INFO",
+    *,
     store: Store | str | os.PathLike[str] | None = None,
-    tail_logs: bool = False,
 ) -> BuildResult | Plan:
     """Run one task as a one-step experiment (NeMo Run's ``run.run``), through the engine.
+
+    The task's output is shown while it runs (``tail_logs``); a task that is up to date is not run
+    again: its stored output and result are shown, and it says so.
 
     Args:
         task: a Partial, Config or Script.
         executor: where it runs (default: a subprocess on this machine).
-        direct: run a Python task inside this process.
-        plugins: applied to the task and executor before the key is computed.
-        dryrun: return the Plan; run and record nothing.
+        plugins: a Plugin or a list, applied to the task and executor before the key is computed.
         name: the experiment's and the step's name (default: the function's or script's name).
+        dryrun: print the task and its arguments and return the Plan; run and record nothing.
+        direct: run a Python task inside this process.
+        detach: submit to a detachable executor (Slurm) and return without waiting.
+        tail_logs: show the task's output while it runs.
+        log_level: the level of nemoflow's log messages.
         store: the target store (default: ``$NEMOFLOW_STORE``, else ``targets/``).
-        tail_logs: stream the step's output while it runs.
 
     Returns:
         The BuildResult (its ``experiment_id`` reloads the run), or the Plan with ``dryrun``.
 
     Raises:
         BuildFailed: the step failed; it carries the BuildResult.
+        UserError: (also a TypeError, as NeMo Run) the task is not a config or Script.
     """
+    from nemoflow.runs.compat import print_task_dryrun
+
     step = name or _default_name(task)
-    exp = Experiment(step)
-    exp.add(task, name=step, executor=executor, plugins=list(plugins))
-    return exp.run(direct=direct, dryrun=dryrun, store=store, tail_logs=tail_logs, jobs=1)
+    plugins = [plugins] if isinstance(plugins, Plugin) else list(plugins or ())
+    exp = Experiment(step, log_level=log_level)
+    exp.add(task, executor, name=step, plugins=plugins)
+    if dryrun:
+        print_task_dryrun(task)
+    return exp.run(direct=direct, dryrun=dryrun, detach=detach, store=store, tail_logs=tail_logs, jobs=1)
+
+
+class TaskTypeError(UserError, TypeError):
+    """``run.run`` of something that is not a config or Script (NeMo Run raises TypeError)."""
 
 
 def _default_name(task: Any) -> str:
@@ -142,7 +171,7 @@ def _default_name(task: Any) -> str:
         return Path(task.path).stem if task.path else "script"
     if isinstance(task, Buildable):
         return getattr(task.__fn_or_cls__, "__name__", "step")
-    raise UserError(
+    raise TaskTypeError(
         f"nemoflow.run() runs a nemoflow.Partial, Config or Script, got {type(task).__name__}",
         hint="wrap the function: nemoflow.Partial(fn, **arguments)",
     )

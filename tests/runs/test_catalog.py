@@ -113,9 +113,10 @@ def test_from_title_and_catalog_find_runs_by_name(tmp_path: Path) -> None:
     other.add(nemoflow.Partial(steps.add, a=2), name="two")
     other.run(store=store)
     assert nemoflow.Experiment.from_title("named", store=store).id == second
-    assert [row["id"] for row in nemoflow.Experiment.catalog("named", store=store)] == [second, first]
-    assert {row["name"] for row in nemoflow.Experiment.catalog(store=store)} == {"named", "other"}
-    row = nemoflow.Experiment.catalog("named", store=store)[0]
+    assert nemoflow.Experiment.catalog("named", store=store) == [first, second], "NeMo Run's: ids, oldest first"
+    assert [row["id"] for row in nemoflow.Experiment.runs("named", store=store)] == [second, first]
+    assert {row["name"] for row in nemoflow.Experiment.runs(store=store)} == {"named", "other"}
+    row = nemoflow.Experiment.runs("named", store=store)[0]
     assert (row["description"], row["tags"], row["steps"], row["status"]) == ("first", ["x"], 1, "succeeded")
     with pytest.raises(UserError, match="did you mean 'named'"):
         nemoflow.Experiment.from_title("nmaed", store=store)
@@ -124,6 +125,7 @@ def test_from_title_and_catalog_find_runs_by_name(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="has not run yet"):
         nemoflow.Experiment("fresh").status()
     assert nemoflow.Experiment.catalog(store=tmp_path / "empty") == []
+    assert nemoflow.Experiment.runs(store=tmp_path / "empty") == []
 
 
 def test_every_run_is_recorded_and_100_launches_get_distinct_ids(tmp_path: Path) -> None:
@@ -155,8 +157,12 @@ def test_a_failed_step_keeps_its_log_and_metrics_and_reset_runs_again(tmp_path: 
     assert [row["loss"] for row in exp.metrics("flaky")] == [2.0]
     assert exp.metadata()["status"] == "failed"
     flag.unlink()
+    failed_id = exp.id
     again = exp.reset()
-    assert again.id != exp.id and again.metadata()["status"] == "succeeded"
+    assert again is exp and exp.id != failed_id, "NeMo Run's reset: the same experiment, a new id"
+    assert nemoflow.Experiment.catalog("flaky", store=tmp_path / "t") == [failed_id], "nothing runs until run()"
+    again.run()
+    assert again.metadata()["status"] == "succeeded"
     assert {row.name: (row.state, row.reason) for row in again.status()} == {
         "ok": ("done", "up to date"),
         "flaky": ("done", "new step"),
