@@ -94,7 +94,7 @@ def run_entrypoint(
     check_plugins(default_plugins)
     info = getattr(fn, "__nemoflow_entrypoint__", None)
     if not isinstance(info, Entrypoint) or entrypoint_options:
-        entrypoint(fn, **entrypoint_options)
+        entrypoint(fn, **{"namespace": getattr(fn, "__module__", None), **entrypoint_options})
     info = dataclasses.replace(
         entrypoint_of(fn),
         **{

@@ -209,3 +209,18 @@ def test_a_value_from_a_yaml_file(tmp_path: Path) -> None:
     assert (cfg.model.hidden, cfg.optimizer.lr, cfg.epochs) == (33, 0.5, 2)
     with pytest.raises(run.UserError):
         run.cli.parse_cli_args(train, [f"model=@{tmp_path / 'evil.yaml'}"])  # safe YAML: never runs a tag
+
+
+def job(a: int = 1) -> None:
+    print(f"job ran with a={a}")
+
+
+def test_main_makes_a_plain_function_an_entrypoint_with_its_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NEMOFLOW_STORE", str(tmp_path / "targets"))
+    with pytest.raises(SystemExit) as done:
+        run.cli.main(job, argv=["a=3", "--direct"], namespace="compat_main", skip_confirmation=True)
+    assert done.value.code == 0
+    assert "job ran with a=3" in capfd.readouterr().out  # the task's own print, on the terminal
+    assert run.cli.list_entrypoints()["compat_main"]["job"].skip_confirmation
