@@ -62,12 +62,21 @@ class Step:
     plugins_applied: list[Plugin] = field(default_factory=list)  # set up at add time
 
 
-class StepHandle:
-    """What ``Experiment.add`` returns: refer to the step's outputs and result from later steps."""
+class StepHandle(str):
+    """What ``Experiment.add`` returns: refer to the step's outputs and result from later steps.
 
-    def __init__(self, experiment: Experiment, name: str) -> None:
-        self.experiment = experiment
-        self.name = name
+    It is also the step's name as a ``str`` (NeMo Run's ``add`` returns the job id):
+    ``handle == "train"``, ``dependencies=[handle]`` and ``exp.logs(job_id=handle)`` all work.
+    """
+
+    experiment: Experiment
+    name: str
+
+    def __new__(cls, experiment: Experiment, name: str) -> StepHandle:
+        handle = super().__new__(cls, name)
+        handle.experiment = experiment
+        handle.name = name
+        return handle
 
     @property
     def task(self) -> Buildable[Any] | Script:
@@ -88,6 +97,9 @@ class StepHandle:
 
     def __repr__(self) -> str:
         return f"StepHandle({self.name!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copies and pickles keep the experiment
+        return (StepHandle, (self.experiment, self.name))
 
 
 class Experiment(JobLookup, RecordedRuns):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +27,51 @@ class ExperimentValueError(UserError, ValueError):
     """A bad value for an experiment option (a log level), as a UserError."""
 
 
+@dataclass
+class Job:
+    """NeMo Run's view of one job of an experiment (``exp.jobs``): a step, or a job group's steps."""
+
+    id: str
+    tasks: list[Any]
+    executors: list[Any]
+    dependencies: list[str]
+    tail_logs: bool = False
+    steps: list[str] = field(default_factory=list)  # nemoflow's steps of the job
+    group: bool = False
+
+    @property
+    def task(self) -> Any:
+        """The task of a single job (a group: the list of its tasks)."""
+        return self.tasks if self.group else self.tasks[0]
+
+    @property
+    def executor(self) -> Any:
+        """The executor of the job (a group: of its first task)."""
+        return self.executors[0]
+
+
 class JobLookup:
-    """An experiment's jobs as NeMo Run names them: ``exp.tasks``, and the steps a job id names."""
+    """An experiment's jobs as NeMo Run names them: ``exp.jobs``, ``exp.tasks``, and the steps a job id names."""
 
     steps: dict[str, Step]
     groups: dict[str, list[str]]
+
+    @property
+    def jobs(self) -> list[Job]:
+        """The jobs in the order they were added, as NeMo Run lists them (a job group is one job)."""
+        grouped = {member: group for group, members in self.groups.items() for member in members}
+        jobs: dict[str, Job] = {}
+        for name, step in self.steps.items():
+            job_id = grouped.get(name, name)
+            job = jobs.get(job_id)
+            if job is None:
+                outside = [d for d in step.dependencies if grouped.get(d) != job_id]
+                job = Job(job_id, [], [], _job_ids(outside, grouped), step.tail_logs, group=name in grouped)
+                jobs[job_id] = job
+            job.tasks.append(step.task)
+            job.executors.append(step.executor)
+            job.steps.append(name)
+        return list(jobs.values())
 
     def _job(self, job_id: str) -> list[str]:
         if job_id in self.groups:
@@ -55,17 +96,12 @@ class JobLookup:
     def tasks(self) -> list[Any]:
         """The tasks in the order they were added (a job group: the list of its tasks), as NeMo Run's
         ``exp.tasks``; change one in place to change its step."""
-        grouped = {member: group for group, members in self.groups.items() for member in members}
-        tasks: list[Any] = []
-        seen: set[str] = set()
-        for name, step in self.steps.items():
-            group = grouped.get(name)
-            if group is None:
-                tasks.append(step.task)
-            elif group not in seen:
-                seen.add(group)
-                tasks.append([self.steps[m].task for m in self.groups[group]])
-        return tasks
+        return [job.task for job in self.jobs]
+
+
+def _job_ids(names: list[str], grouped: dict[str, str]) -> list[str]:
+    """Step names as job ids: the steps of a group become the group, once."""
+    return list(dict.fromkeys(grouped.get(name, name) for name in names))
 
 
 def namespace(task: Any) -> str:

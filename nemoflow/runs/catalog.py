@@ -417,9 +417,11 @@ def reset(exp: Experiment) -> Experiment:
     """Make ``exp`` ready to run again, as NeMo Run's ``reset``: a new id, its steps as its latest run
     recorded them, that run's store and options kept for the next ``run()``. Nothing runs here.
 
-    Raises:
-        UserError: it has not run yet.
+    An experiment that has not run yet is left as it is (NeMo Run says so and returns it).
     """
+    if exp.store is None:
+        print(f"Experiment {exp.id} has not run yet, skipping reset...")
+        return exp
     store, experiment_id = bound(exp)
     row = metadata(exp)
     options = row.get("options") or {}

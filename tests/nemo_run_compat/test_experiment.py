@@ -80,13 +80,17 @@ def test_the_experiment_executor_is_the_default_of_its_steps() -> None:
 def test_add_returns_the_job_id_and_dependencies_take_it_or_the_name() -> None:
     with run.Experiment("deps") as exp:
         first = exp.add(run.Partial(steps.add, a=1), name="first")
-        assert str(first) == "first"
+        assert first == "first" and isinstance(first, str), "NeMo Run's add returns the job id"
         exp.add(run.Partial(steps.add, a=2), name="second", dependencies=[first])
         exp.add(run.Partial(steps.add, a=3), name="third", dependencies=["second"])
         with pytest.raises(AssertionError, match="Dependency nope not found"):
             exp.add(run.Partial(steps.add, a=4), name="fourth", dependencies=["nope"])
     assert exp.steps["third"].dependencies == ["second"]
-    assert exp.steps["second"].dependencies == ["first"]
+    assert [(job.id, job.dependencies) for job in exp.jobs] == [
+        ("first", []),
+        ("second", ["first"]),
+        ("third", ["second"]),
+    ]
 
 
 def test_a_plain_function_and_its_arguments_become_a_partial() -> None:
@@ -146,8 +150,10 @@ def test_job_group_runs_its_tasks_on_one_executor_under_one_job_id(capfd: pytest
         with pytest.raises(AssertionError, match="name is required for task group"):
             exp.add([run.Partial(steps.add, a=1), run.Partial(steps.add, a=2)])
         exp.run()
-    assert str(group) == "pair"
+    assert group == "pair"
     assert exp.steps["after"].dependencies == ["pair-0", "pair-1"]
+    assert [(job.id, job.dependencies) for job in exp.jobs] == [("pair", []), ("after", ["pair"])]
+    assert len(exp.jobs[0].tasks) == 2 and exp.jobs[0].executor is executor
     assert exp.steps["pair-0"].executor is exp.steps["pair-1"].executor is executor
     assert len(exp.tasks) == 2 and len(exp.tasks[0]) == 2, "a group is one entry of exp.tasks: its tasks"
     assert exp.results()["pair-0"] == {"scale": 1.0, "env": "group"}
@@ -237,6 +243,14 @@ def test_metadata_before_and_after_a_run(tmp_path: Path) -> None:
     exp.run()
     after = exp.metadata()
     assert (after["id"], after["status"], after["description"]) == (exp.id, "succeeded", "a study")
+
+
+def test_reset_of_an_experiment_that_has_not_run_says_so_and_returns_it(capfd: pytest.CaptureFixture[str]) -> None:
+    exp = run.Experiment("fresh")
+    exp.add(run.Partial(steps.add, a=1), name="one")
+    first = exp.id
+    assert exp.reset() is exp and exp.id == first
+    assert f"Experiment {first} has not run yet, skipping reset..." in capfd.readouterr().out
 
 
 def test_reset_gives_a_new_id_and_runs_only_on_run(capfd: pytest.CaptureFixture[str]) -> None:
