@@ -2,7 +2,8 @@
 
 As NeMo Run's (fiddle's ``auto_config``): the function's own source is read again with every call in
 it made a config (``Model(hidden=4)`` becomes ``Config(Model, hidden=4)``), except calls of builtins,
-of ``Config``/``Partial`` themselves and of other autoconverted functions (which already give configs).
+of ``Config``/``Partial`` themselves and of other autoconverted functions (which already give configs),
+and nemoflow's own config values (``File``, ``Script``); ``run.LocalExecutor()`` becomes ``Config(LocalExecutor)``.
 With ``partial=True`` the outermost config is a ``Partial``. A function whose source cannot be read
 (defined in a REPL) is called and its result converted: a dataclass becomes a ``Config`` of its fields.
 """
@@ -51,7 +52,7 @@ def autoconvert(fn: Callable[..., Any] | None = None, /, *, partial: bool = Fals
 
 
 def _as_kind(value: Any, fn: Callable[..., Any], partial: bool) -> Any:
-    value = from_dataclass(value, Config)
+    value = _from_model(from_dataclass(value, Config))
     if not isinstance(value, Buildable):
         raise ConfigTypeError(
             f"@autoconvert {getattr(fn, '__qualname__', fn)!r} returned {type(value).__name__}, which has no config",
@@ -63,6 +64,14 @@ def _as_kind(value: Any, fn: Callable[..., Any], partial: bool) -> Any:
     cast = kind(value.__fn_or_cls__)
     object.__setattr__(cast, "__arguments__", dict(value.__arguments__))
     return cast
+
+
+def _from_model(value: Any) -> Any:
+    """A pydantic model instance as a ``Config`` of the fields it was given (a source-less function's result)."""
+    fields_set = getattr(value, "model_fields_set", None)
+    if isinstance(fields_set, set) and not isinstance(value, type):
+        return Config(type(value), **{name: getattr(value, name) for name in sorted(fields_set)})
+    return value
 
 
 def _call(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -80,7 +89,9 @@ def _exempt(fn: Any) -> bool:
     if not callable(fn) or isinstance(fn, (types.BuiltinFunctionType, types.MethodType, functools.partial)):
         return True
     module = getattr(fn, "__module__", None) or ""
-    return module == "builtins" or fn in vars(builtins).values() or module.split(".")[0] in ("typing", "nemoflow")
+    if module.startswith("nemoflow.configs"):
+        return True  # File(...), Script(...), sweeps: values of a config already
+    return module == "builtins" or fn in vars(builtins).values() or module.split(".")[0] == "typing"
 
 
 class _Calls(ast.NodeTransformer):

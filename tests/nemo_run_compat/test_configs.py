@@ -91,7 +91,20 @@ def stacked(width: int) -> Layer:
     return Layer(width=width * 2, inner=Layer(width=width))
 
 
+@run.autoconvert
+def local_executor() -> run.Executor:
+    return run.LocalExecutor(env_vars={"SEED": "1"})
+
+
 # ---- autoconvert -----------------------------------------------------------------------------------
+
+
+def test_autoconvert_of_an_executor_factory_gives_a_config_that_builds_the_executor() -> None:
+    cfg = local_executor()
+    assert isinstance(cfg, run.Config)
+    assert cfg.env_vars == {"SEED": "1"}
+    executor = run.build(cfg)
+    assert isinstance(executor, run.LocalExecutor) and executor.env_vars == {"SEED": "1"}
 
 
 def test_autoconvert_returns_the_config_of_what_the_function_makes() -> None:
