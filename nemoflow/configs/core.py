@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, Generic, TypeVar
 
 from nemoflow.configs import arguments as nemo_args
+from nemoflow.configs.compare import config_diff
 from nemoflow.configs.refs import File, StepOutput, StepResult
 from nemoflow.configs.script import Script
 from nemoflow.configs.validation import Deferred, check_value, signature_of, target_name
@@ -197,6 +198,12 @@ class Buildable(Deferred, Generic[T]):
         return _set_all(self, transforms, call=True)
 
     @_unless_parameter
+    def diff(self, old: Buildable[Any], trim: bool = True, **kwargs: Any) -> Any:
+        """What changed from ``old`` to this config, one line per value by its path (NeMo Run's ``diff``,
+        as text rather than a graph; ``trim`` and the graph options are accepted and do nothing)."""
+        return config_diff(old, self)
+
+    @_unless_parameter
     def broadcast(self, **values: Any) -> Buildable[T]:
         """For each ``name=value``: set ``name`` on this config and every config nested in it that has
         ``name`` (NeMo Run's ``broadcast``). Returns this config, changed."""
@@ -218,7 +225,7 @@ OptionalDefaultConfig = Annotated[T | None, Config[T]]
 OptionalDefaultPartial = Annotated[T | None, Partial[T]]
 """Like :data:`OptionalDefaultConfig`, with ``Partial(X)``."""
 
-_GIVE_WAY = frozenset({"clone", "walk", "broadcast"})  # methods a parameter of that name hides
+_GIVE_WAY = frozenset({"clone", "walk", "broadcast", "diff"})  # methods a parameter of that name hides
 
 
 @functools.cache

@@ -243,3 +243,24 @@ def test_set_value_with_invalid_path() -> None:
 def test_set_value_with_invalid_path_element() -> None:
     with pytest.raises(ValueError):
         set_value(run.Config(Attribute), "attribute.", "value")
+
+
+# ---- diff -----------------------------------------------------------------------------------------
+
+
+def add_object(obj_1: SomeObject, obj_2: SomeObject) -> SomeObject:
+    return SomeObject(obj_1.value_1 + obj_2.value_1, obj_1.value_2 + obj_2.value_2, obj_1.value_3 + obj_2.value_3)
+
+
+def test_diff_names_each_changed_value_by_its_path() -> None:
+    old = run.Partial(add_object, obj_1=commonly_used_object(), obj_2=commonly_used_object())
+    new = old.clone()
+    new.obj_1.value_1 = 1000
+    new.obj_2 = run.Config(SomeObject, value_1=5, value_2=10, value_3=16)
+    changes = new.diff(old, trim=False)
+    assert [(c.path, c.old, c.new) for c in changes] == [
+        ("add_object.obj_1.value_1", 5, 1000),
+        ("add_object.obj_2.value_3", 15, 16),
+    ]
+    assert "~ add_object.obj_1.value_1: 5 -> 1000" in str(changes)
+    assert str(old.diff(old.clone())) == "no differences"
