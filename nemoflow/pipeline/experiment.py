@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,18 +15,17 @@ from nemoflow.configs.refs import StepOutput, StepResult
 from nemoflow.errors import UserError, did_you_mean
 from nemoflow.pipeline.fingerprint import Declared
 from nemoflow.pipeline.jobs import (
+    STEP_NAME,
     ExperimentAssertionError,
+    ExperimentTypeError,
     ExperimentValueError,
     JobLookup,
     as_task,
     copy_task,
     default_executor,
-    target_base,
 )
 from nemoflow.pipeline.recorded import RecordedRuns
 from nemoflow.store.targets import Store
-
-_STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]*$")
 
 
 class Plugin:
@@ -112,10 +110,11 @@ class Experiment(JobLookup, RecordedRuns):
 
     def __init__(
         self,
-        name: str,
+        name: str | None = None,
         description: Any = "",
         tags: list[str] | tuple[str, ...] = (),
         *,
+        title: str | None = None,
         executor: Any = None,
         id: str | None = None,
         log_level: str = "INFO",
@@ -124,7 +123,7 @@ class Experiment(JobLookup, RecordedRuns):
         **_nemo_run_options: Any,
     ) -> None:
         """Args:
-        name: the experiment's name, NeMo Run's ``title`` (letters, digits, ``_``, ``-``, ``.``).
+        name: the experiment's name (letters, digits, ``_``, ``-``, ``.``); ``title=`` is NeMo Run's keyword for it.
         description: free text, recorded in the ledger. (An executor here is taken as ``executor``,
             NeMo Run's second positional argument.)
         tags: recorded in the ledger.
@@ -139,7 +138,10 @@ class Experiment(JobLookup, RecordedRuns):
         **_nemo_run_options: NeMo Run's options without a meaning here (``base_dir``,
             ``clean_mode``, ...): accepted and ignored.
         """
-        if not _STEP_NAME.match(name):
+        name = name if name is not None else title
+        if name is None:
+            raise ExperimentTypeError("Experiment() needs a name (NeMo Run's title)", hint="Experiment('my_study')")
+        if not STEP_NAME.match(name):
             raise UserError(f"invalid experiment name {name!r}", hint="use letters, digits, '_', '-', '.'")
         if not isinstance(description, str):  # Experiment(title, executor), NeMo Run's order
             executor, description = description, ""
@@ -150,7 +152,7 @@ class Experiment(JobLookup, RecordedRuns):
         self.name = name
         self.description = description
         self.tags = list(tags)
-        self.executor = executor
+        self._executor = executor
         self.log_level = str(log_level)
         self.rename_duplicates = rename_duplicates
         self.steps: dict[str, Step] = {}
@@ -168,6 +170,18 @@ class Experiment(JobLookup, RecordedRuns):
     def title(self) -> str:
         """NeMo Run's name for ``name``."""
         return self.name
+
+    @property
+    def executor(self) -> Any:
+        """The executor of the steps added without one (NeMo Run's default: a ``LocalExecutor``, made
+        when first asked for; change it before adding steps to change theirs)."""
+        if self._executor is None:
+            self._executor = default_executor()
+        return self._executor
+
+    @executor.setter
+    def executor(self, executor: Any) -> None:
+        self._executor = executor
 
     def __enter__(self) -> Experiment:
         return self
@@ -218,7 +232,7 @@ class Experiment(JobLookup, RecordedRuns):
         """
         after = [self._dependency(dep, "dependencies") for dep in dependencies]
         plugins = [plugins] if isinstance(plugins, Plugin) else list(plugins or ())
-        executor = executor if executor is not None else self.executor
+        executor = executor if executor is not None else self._executor
         options = dict(plugins=plugins, tail_logs=tail_logs, extra=(extra_code, extra_files, version))
         if isinstance(task, (list, tuple)):
             return self._add_group(list(task), executor, name, after, **options)
@@ -267,34 +281,6 @@ class Experiment(JobLookup, RecordedRuns):
         self.steps[step_name] = Step(
             step_name, task, executor, dependencies, [], declared, tail_logs=tail_logs, plugins_applied=plugins
         )
-
-    def _unique(self, step_name: str, *, explicit: bool) -> str:
-        """The name itself when free; taken: NeMo Run's ``<name>_<n>`` with ``rename_duplicates``, else an error."""
-        if not _STEP_NAME.match(step_name):
-            raise UserError(f"invalid step name {step_name!r}", hint="use letters, digits, '_', '-', '.', '=', '+'")
-        if self._taken(step_name) and self.rename_duplicates:
-            step_name = f"{step_name}_{len(self.tasks)}"
-        if self._taken(step_name):
-            raise UserError(
-                f"two steps are named {step_name!r}",
-                hint="give each step a unique name=..., or Experiment(..., rename_duplicates=True)",
-            )
-        return step_name
-
-    def _taken(self, name: str) -> bool:
-        return name in self.steps or name in self.groups
-
-    def _check_free(self, name: str) -> None:
-        if self._taken(name):
-            raise UserError(f"two steps are named {name!r}", hint="give each step a unique name=...")
-
-    def _free_name(self, task: Buildable[Any] | Script) -> str:
-        base = target_base(task)
-        name, n = base, 1
-        while self._taken(name) and not self.rename_duplicates:
-            n += 1
-            name = f"{base}-{n}"
-        return name
 
     def _dependency(self, dep: Any, where: str) -> list[str]:
         if isinstance(dep, str) and not isinstance(dep, StepHandle):

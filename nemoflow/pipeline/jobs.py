@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from nemoflow.configs.core import Buildable, Partial, Script
 from nemoflow.errors import UserError, did_you_mean
 
+STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]*$")
+
 if TYPE_CHECKING:  # pragma: no cover
     from nemoflow.pipeline.experiment import Experiment, Step
 
@@ -51,10 +53,39 @@ class Job:
 
 
 class JobLookup:
-    """An experiment's jobs as NeMo Run names them: ``exp.jobs``, ``exp.tasks``, and the steps a job id names."""
+    """An experiment's jobs as NeMo Run names them: ``exp.jobs``, ``exp.tasks``, the steps a job id names, free names."""
 
     steps: dict[str, Step]
     groups: dict[str, list[str]]
+    rename_duplicates: bool
+
+    def _unique(self, step_name: str, *, explicit: bool) -> str:
+        """The name itself when free; taken: NeMo Run's ``<name>_<n>`` with ``rename_duplicates``, else an error."""
+        if not STEP_NAME.match(step_name):
+            raise UserError(f"invalid step name {step_name!r}", hint="use letters, digits, '_', '-', '.', '=', '+'")
+        if self._taken(step_name) and self.rename_duplicates:
+            step_name = f"{step_name}_{len(self.tasks)}"
+        if self._taken(step_name):
+            raise UserError(
+                f"two steps are named {step_name!r}",
+                hint="give each step a unique name=..., or Experiment(..., rename_duplicates=True)",
+            )
+        return step_name
+
+    def _taken(self, name: str) -> bool:
+        return name in self.steps or name in self.groups
+
+    def _check_free(self, name: str) -> None:
+        if self._taken(name):
+            raise UserError(f"two steps are named {name!r}", hint="give each step a unique name=...")
+
+    def _free_name(self, task: Buildable[Any] | Script) -> str:
+        base = target_base(task)
+        name, n = base, 1
+        while self._taken(name) and not self.rename_duplicates:
+            n += 1
+            name = f"{base}-{n}"
+        return name
 
     @property
     def jobs(self) -> list[Job]:

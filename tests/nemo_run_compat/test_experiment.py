@@ -282,3 +282,16 @@ def test_the_executor_as_second_positional_argument_and_old_style_ids_stay_reada
     again.add(run.Partial(steps.scaled), name="one", executor=executor)
     again.run()
     assert run.Experiment.catalog("old") == ["old_20260101-120000_abc123", again.id]
+
+
+def test_title_keyword_and_a_local_executor_by_default() -> None:
+    exp = run.Experiment(title="titled")
+    assert exp.title == exp.name == "titled" and exp.id.startswith("titled_")
+    assert isinstance(exp.executor, run.LocalExecutor), "NeMo Run's default executor"
+    exp.executor.env_vars["NF_PLUGIN_VAR"] = "changed"
+    with exp:
+        exp.add(run.Partial(steps.scaled), name="one")
+        exp.run()
+    assert exp.results() == {"one": {"scale": 1.0, "env": "changed"}}
+    with pytest.raises(TypeError, match="needs a name"):
+        run.Experiment()

@@ -95,18 +95,6 @@ def example(tmp_path: Path) -> Path:
     return folder
 
 
-def _autoconvert_missing() -> bool:
-    import nemoflow
-
-    return not hasattr(nemoflow, "autoconvert")
-
-
-needs_autoconvert = pytest.mark.xfail(
-    _autoconvert_missing(), strict=True, reason="run.autoconvert (configs item of issue 18) is not there yet"
-)
-
-
-@needs_autoconvert
 def test_hello_scripts_runs_two_scripts_and_a_partial_and_shows_their_output(example: Path) -> None:
     source = ported((example / "hello_scripts.py").read_text())
     first = run_python(example, source)
@@ -120,7 +108,6 @@ def test_hello_scripts_runs_two_scripts_and_a_partial_and_shows_their_output(exa
     assert "result = SomeObject(value_1=15, value_2=30, value_3=45)" in again.stdout
 
 
-@needs_autoconvert
 def test_hello_world_notebook_cell_by_cell(example: Path) -> None:
     done, cells = run_notebook(example, "hello_world.ipynb")
     assert done.returncode == 0, done.stdout[-3000:]
@@ -133,16 +120,6 @@ def test_hello_world_notebook_cell_by_cell(example: Path) -> None:
     assert "result = SomeObject(value_1=15, value_2=30, value_3=45)" in last
 
 
-def _config_diff_missing() -> bool:
-    import nemoflow
-
-    return not hasattr(nemoflow.Partial, "diff")
-
-
-@needs_autoconvert
-@pytest.mark.xfail(
-    _config_diff_missing(), strict=True, reason="Config.diff (configs item of issue 18) is not there yet"
-)
 def test_hello_experiments_notebook_cell_by_cell(example: Path) -> None:
     done, cells = run_notebook(example, "hello_experiments.ipynb")
     assert done.returncode == 0, done.stdout[-3000:]
