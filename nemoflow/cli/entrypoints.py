@@ -159,11 +159,13 @@ def _run(info: Entrypoint, argv: list[str], cmd_defaults: Mapping[str, Any] | No
             ),
         )
     if opts.dryrun:
+        print(f"Dry run for {name}:", flush=True)  # NeMo Run's words
         _show_plan(exp, cfg, opts)
         return 0
     if not opts.yes and not ask(name, cfg):
         render.note("not run (pass --yes or -y to run without asking)")
         return 1
+    print(f"Launching {name}...", flush=True)
     return _build(exp, opts)
 
 
