@@ -224,3 +224,47 @@ def test_main_makes_a_plain_function_an_entrypoint_with_its_options(
     assert done.value.code == 0
     assert "job ran with a=3" in capfd.readouterr().out  # the task's own print, on the terminal
     assert run.cli.list_entrypoints()["compat_main"]["job"].skip_confirmation
+
+
+class SomePlugin(run.Plugin):
+    def __init__(self, some_arg: int = 10):
+        self.some_arg = some_arg
+
+    def setup(self, task, executor):
+        pass
+
+
+@run.cli.factory
+@run.autoconvert
+def compat_local_executor() -> run.LocalExecutor:
+    return run.LocalExecutor()
+
+
+@run.cli.factory
+def dummy_plugin() -> run.Config[SomePlugin]:
+    return run.Config(SomePlugin, some_arg=20)
+
+
+@run.cli.factory(target=SomePlugin, name="plugin_list")
+def plugin_list() -> list[run.Config[SomePlugin]]:
+    return [run.Config(SomePlugin, some_arg=1), run.Config(SomePlugin, some_arg=2)]
+
+
+def test_run_context_parses_executors_and_plugins_like_nemo_run() -> None:
+    ctx = run.cli.RunContext(name="test_run")
+    rest = ctx.parse_args(["executor=compat_local_executor", "executor.env_vars={'A': '1'}", "plugins=dummy_plugin"])
+    assert rest == []
+    assert isinstance(ctx.executor, run.LocalExecutor) and ctx.executor.env_vars == {"A": "1"}
+    assert ctx.plugins[0].some_arg == 20
+    ctx.parse_args(["plugins=plugin_list", "plugins[0].some_arg=50"])
+    assert [p.some_arg for p in ctx.plugins] == [50, 2]
+    executor = ctx.parse_executor("compat_local_executor", "env_vars={'B': '2'}")
+    assert isinstance(executor, run.Config) and executor.__fn_or_cls__ is run.LocalExecutor
+    assert ctx.parse_plugin("dummy_plugin", "some_arg=30").some_arg == 30
+    with pytest.raises(ValueError, match="Executor invalid_executor not found"):
+        ctx.parse_args(["executor=invalid_executor"])
+    with pytest.raises(ValueError, match="Plugin invalid_plugin not found"):
+        ctx.parse_args(["plugins=invalid_plugin"])
+    partial = ctx.parse_fn(job, ["a=10"])
+    assert isinstance(partial, run.Partial) and partial.a == 10
+    assert ctx.to_config().name == "test_run"
