@@ -217,13 +217,14 @@ def _set_run_option(opts: Options, option: str, value: Any, token: str) -> None:
 def _plugins(value: Any, token: str) -> list[Any]:
     from nemoflow.cli import factories
     from nemoflow.configs.serialize import import_object
+    from nemoflow.pipeline.experiment import Plugin
 
     calls = [FactoryCall(v) if isinstance(v, str) else v for v in (value if isinstance(value, list) else [value])]
     plugins = []
     for call in calls:
         if not isinstance(call, FactoryCall):
             raise UserError(f"expected a plugin's import path, got {call!r}", where=token)
-        registered = factories.find(call.name, Any)
+        registered = factories.find(call.name, Plugin)
         if registered is not None:  # plugins=wandb_logger: a factory registered for plugins
             made = factories.call(registered.fn, call.args, call.kwargs, name=call.name, where=token)
             plugins.extend(made if isinstance(made, list) else [made])

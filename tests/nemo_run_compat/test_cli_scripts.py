@@ -60,6 +60,11 @@ class Scale(run.Plugin):
         task.epochs *= self.factor
 
 
+@run.cli.factory
+def triple() -> run.Config[Scale]:
+    return run.Config(Scale, factor=3)
+
+
 @run.cli.entrypoint(default_factory=defaults, namespace="my_llm", skip_confirmation=True)
 def train_model(model: Model, optimizer: Optimizer, epochs: int = 10, batch_size: int = 32):
     """Train a model using the specified configuration."""
@@ -178,6 +183,9 @@ def test_executor_words_are_only_special_as_executor_or_executor_dot(folder: Pat
 def test_plugins_by_path_then_their_fields_by_index(folder: Path) -> None:
     out = ok(app(folder, "my_llm", "train_model", "plugins=app.Scale", "plugins[0].factor=3", "-y"))
     assert "Epochs: 12" in out
+    assert "Epochs: 12" in ok(app(folder, "my_llm", "train_model", "plugins=triple", "-y"))  # a plugin factory
+    wrong = app(folder, "my_llm", "train_model", "plugins=my_model", "-y")  # a factory, but not of a plugin
+    assert wrong.returncode == 2 and "my_model" in wrong.stderr
     bad = app(folder, "my_llm", "train_model", "plugins=app.Scale", "plugins[1].factor=3", "-y")
     assert bad.returncode == 2 and "plugins[1]" in bad.stderr
 
