@@ -39,11 +39,15 @@ class RecordedRuns:
 
     @classmethod
     def catalog(cls, title: str = "", *, store: Store | str | os.PathLike[str] | None = None) -> list[str]:
-        """The ids of the recorded runs (of experiment ``title``, or all), oldest first, as NeMo Run lists them."""
+        """As NeMo Run lists them, oldest first: the ids of the recorded runs of experiment ``title``;
+        with no title, the names of the experiments that have runs."""
         from nemoflow.runs import catalog
         from nemoflow.runs import launch as api
 
-        return [row["id"] for row in reversed(catalog.catalog(title or None, api.as_store(store)))]
+        rows = list(reversed(catalog.catalog(title or None, api.as_store(store))))
+        if not title:
+            return list(dict.fromkeys(row["name"] for row in rows))
+        return [row["id"] for row in rows]
 
     @classmethod
     def runs(

@@ -47,6 +47,10 @@ def test_catalog_lists_ids_oldest_first_as_nemo_run_does() -> None:
     assert run.Experiment.catalog("cat") == ids
     assert run.Experiment.catalog("cat")[-2] == ids[1]
     assert run.Experiment.catalog("nothing") == []
+    other = run.Experiment("another")
+    other.add(run.Partial(steps.add, a=1), name="one")
+    other.run()
+    assert run.Experiment.catalog() == ["cat", "another"], "no title: the experiments' names, as NeMo Run's folders"
     assert [row["id"] for row in run.Experiment.runs("cat")] == ids[::-1], "the metadata rows, newest first"
 
 
