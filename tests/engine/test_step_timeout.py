@@ -34,10 +34,10 @@ def _runs(tmp_path: Path) -> dict[str, tuple[str, str]]:
 @pytest.mark.parametrize(
     ("executor", "options"),
     [
-        # 3 s: the quick step (a new Python process) must fit in it on a loaded machine too
-        (nemoflow.LocalExecutor(timeout=3), {}),
-        (None, {"step_timeout": 3}),
-        (None, {"step_timeout": 3, "direct": True}),
+        # 5 s: the quick step (a new Python process) must fit in it on a loaded machine too
+        (nemoflow.LocalExecutor(timeout=5), {}),
+        (None, {"step_timeout": 5}),
+        (None, {"step_timeout": 5, "direct": True}),
     ],
     ids=["executor timeout", "build default", "in-process"],
 )
@@ -46,7 +46,7 @@ def test_a_step_over_its_limit_is_stopped_and_recorded_timeout(tmp_path: Path, e
     assert seconds < 15, "the slow step was stopped at its limit, not waited for"
     assert [o.name for o in result.failed] == ["slow"] and [o.name for o in result.ran] == ["quick"]
     status, error = _runs(tmp_path)["slow"]
-    assert status == "timeout" and "timed out after 3 s" in error
+    assert status == "timeout" and "timed out after 5 s" in error
     assert not list((tmp_path / "t" / "slow").glob("*/nemoflow.json")), "a timed-out step publishes nothing"
 
 
