@@ -112,7 +112,7 @@ def run_entrypoint(
 
 def _run(info: Entrypoint, argv: list[str], cmd_defaults: Mapping[str, Any] | None) -> int:
     from nemoflow.cli import render
-    from nemoflow.cli.configs import ask, entry_config, export, factory_rows, is_run_context, plugins_of, prepare
+    from nemoflow.cli.configs import entry_config, export, factory_rows, is_run_context, plugins_of, prepare
     from nemoflow.cli.overrides import apply_overrides, split_reserved
     from nemoflow.configs.validation import signature_of
 
@@ -150,23 +150,37 @@ def _run(info: Entrypoint, argv: list[str], cmd_defaults: Mapping[str, Any] | No
         return run_experiment_entry(
             fn, cfg, opts, name=name, script=script, executor=executor, plugins=plugins, ctx_cls=info.run_ctx_cls
         )
-    exp = one_step_experiment(fn, cfg, name=name, script=script, executor=executor, plugins=plugins)
+    return _run_task(fn, cfg, opts, name=name, script=script, executor=executor, plugins=plugins)
+
+
+def _run_task(
+    fn: Callable[..., Any],
+    cfg: Any,
+    opts: Options,
+    *,
+    name: str,
+    script: Path | None,
+    executor: Any,
+    plugins: list[Any],
+) -> int:
+    """A task entrypoint: ``--repl``, ``--dryrun``, or (confirmed) a one-step build of ``cfg``."""
+    from nemoflow.cli import render
+    from nemoflow.cli.configs import ask
+
+    def experiment() -> Any:
+        return one_step_experiment(fn, cfg, name=name, script=script, executor=executor, plugins=plugins)
+
     if opts.repl:
-        return _repl(
-            cfg,
-            lambda: _build(
-                one_step_experiment(fn, cfg, name=name, script=script, executor=executor, plugins=plugins), opts
-            ),
-        )
+        return _repl(cfg, lambda: _build(experiment(), opts))
     if opts.dryrun:
         print(f"Dry run for {name}:", flush=True)  # NeMo Run's words
-        _show_plan(exp, cfg, opts)
+        _show_plan(experiment(), cfg, opts)
         return 0
     if not opts.yes and not ask(name, cfg):
         render.note("not run (pass --yes or -y to run without asking)")
         return 1
     print(f"Launching {name}...", flush=True)
-    return _build(exp, opts)
+    return _build(experiment(), opts)
 
 
 def importable(fn: Callable[..., Any], *, direct: bool = False) -> tuple[Callable[..., Any], Path | None]:
