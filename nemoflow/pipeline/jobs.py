@@ -97,7 +97,10 @@ class JobLookup:
             job = jobs.get(job_id)
             if job is None:
                 outside = [d for d in step.dependencies if grouped.get(d) != job_id]
-                job = Job(job_id, [], [], _job_ids(outside, grouped), step.tail_logs, group=name in grouped)
+                plain = name not in grouped and not any(d in grouped for d in outside)
+                # a step's own list, so appending to it adds a dependency, as in NeMo Run
+                dependencies = step.dependencies if plain else _job_ids(outside, grouped)
+                job = Job(job_id, [], [], dependencies, step.tail_logs, group=name in grouped)
                 jobs[job_id] = job
             job.tasks.append(step.task)
             job.executors.append(step.executor)

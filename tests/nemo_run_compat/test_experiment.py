@@ -95,6 +95,9 @@ def test_add_returns_the_job_id_and_dependencies_take_it_or_the_name() -> None:
         ("second", ["first"]),
         ("third", ["second"]),
     ]
+    exp.jobs[0].dependencies.append("third")  # NeMo Run's jobs are the experiment's own
+    with pytest.raises(UserError, match="cycle"):
+        exp.run()
 
 
 def test_a_plain_function_and_its_arguments_become_a_partial() -> None:
