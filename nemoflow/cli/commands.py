@@ -199,9 +199,10 @@ def cmd_experiments_list(args: argparse.Namespace) -> int:
 
 def cmd_experiments_show(args: argparse.Namespace) -> int:
     from nemoflow.cli import render
+    from nemoflow.runs import catalog
 
     exp = _run_of(args)
-    render.experiment(exp.metadata(), exp.status(), as_json=args.json)
+    render.experiment(exp.metadata(), catalog.status(exp), as_json=args.json)  # exp.status() also prints
     return 0
 
 
