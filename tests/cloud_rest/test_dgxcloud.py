@@ -1,4 +1,4 @@
-"""DGXCloudExecutor against a stand-in of the Run:ai REST API that DGX Cloud exposes (conftest.DGXStub).
+"""DGXCloudExecutor against a stand-in of the Run:ai REST API that DGX Cloud exposes (rest_stubs.DGXStub).
 
 No DGX Cloud service can run here: the stub speaks the documented protocol (token from client credentials,
 projects, training and distributed workloads: create, status, delete) and, when a test moves a workload to
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SECRET, TOKEN, DGXStub, secret_nowhere
+from rest_stubs import SECRET, TOKEN, DGXStub, secret_nowhere
 
 import nemoflow as run
 from nemoflow.errors import ExecutorError, UserError

@@ -1,4 +1,4 @@
-"""LeptonExecutor against a stand-in of a Lepton workspace's REST API (conftest.LeptonStub).
+"""LeptonExecutor against a stand-in of a Lepton workspace's REST API (rest_stubs.LeptonStub).
 
 No Lepton service can run here: the stub speaks the documented protocol the leptonai SDK uses (node groups
 and their nodes, jobs: create, status, replicas, a replica's log, delete) and, when a test moves a job to
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SECRET, LeptonStub, secret_nowhere
+from rest_stubs import SECRET, LeptonStub, secret_nowhere
 
 import nemoflow as run
 from nemoflow.errors import ExecutorError, UserError

@@ -1,6 +1,6 @@
 """The cloud executors' REST client (nemoflow.executors.rest) against the DGX stub's endpoints.
 
-No DGX Cloud service can run here: conftest.DGXStub speaks the documented Run:ai protocol on 127.0.0.1.
+No DGX Cloud service can run here: rest_stubs.DGXStub speaks the documented Run:ai protocol on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import SECRET, DGXStub
+from rest_stubs import SECRET, DGXStub
 
 from nemoflow.errors import ExecutorError
 from nemoflow.executors.rest import RestClient

@@ -1,6 +1,6 @@
 """``nemoflow worker --executor dgxcloud|lepton`` against a real luigid, each step submitted to a stub service.
 
-No DGX Cloud or Lepton service can run here: the stubs (conftest) speak the documented REST protocols and
+No DGX Cloud or Lepton service can run here: the stubs (rest_stubs.py) speak the documented REST protocols and
 run each workload's command on this machine when it is started; luigid is the real central scheduler.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SECRET, DGXStub, LeptonStub
+from rest_stubs import SECRET, DGXStub, LeptonStub
 
 from nemoflow.luigi.luigid import LuigidSettings, luigid_command, luigid_env, write_config
 

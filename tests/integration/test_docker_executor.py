@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import textwrap
 import time
@@ -142,7 +143,10 @@ def test_ctrl_c_removes_the_container(tmp_path, docker_service):
 def _running(label: str, tmp_path: Path) -> bool:
     if not (tmp_path / "targets" / "ledger.db").exists():
         return False
-    run = runs_by_step(tmp_path).get("sleepy")
+    try:
+        run = runs_by_step(tmp_path).get("sleepy")
+    except sqlite3.OperationalError:  # the build has made the file, not yet its tables
+        return False
     if not run:
         return False
     out = subprocess.run(

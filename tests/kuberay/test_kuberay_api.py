@@ -1,5 +1,5 @@
 """The KubeRay backend against the Kubernetes API: RayCluster and RayJob resources created, followed and deleted
-through the kubernetes client, talking to the stub API server of conftest.py (the documented protocol)."""
+through the kubernetes client, talking to the stub API server of kube_stub.py (the documented protocol)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ pytest.importorskip(
 )
 pytest.importorskip("jsonschema", reason="needs jsonschema: pip install 'nemoflow[kubernetes]' (CI installs it)")
 
-from conftest import CRD_DIR, KubeStub, write_kubeconfig
+from kube_stub import CRD_DIR, KubeStub, write_kubeconfig
 
 import nemoflow
 from nemoflow.errors import ExecutorError, UserError

@@ -15,7 +15,7 @@ pytest.importorskip(
 pytest.importorskip("jsonschema", reason="needs jsonschema: pip install 'nemoflow[kubernetes]' (CI installs it)")
 
 import yaml
-from conftest import CRD_DIR
+from kube_stub import CRD_DIR
 
 import nemoflow
 from nemoflow.errors import ExecutorError, UserError
@@ -125,7 +125,7 @@ def test_long_and_uppercase_names_become_valid_resource_names() -> None:
     ],
 )
 def test_bad_worker_group_fields_are_refused_when_made(kube: object, fields: dict, words: str) -> None:
-    """No Kubernetes API server can run on this machine; the stub (conftest.py, the documented protocol) sees
+    """No Kubernetes API server can run on this machine; the stub (kube_stub.py, the documented protocol) sees
     no request: pydantic refuses the field when the worker group is made."""
     with pytest.raises(pydantic.ValidationError, match=re.escape(words)):
         nemoflow.KubeRayWorkerGroup(**fields)
@@ -159,7 +159,7 @@ def test_bad_executor_fields_are_refused_when_made(fields: dict, words: str) -> 
     ],
 )
 def test_a_field_the_crd_refuses_is_caught_before_any_request(kube: object, fields: dict, where: str | None) -> None:
-    """No Kubernetes API server can run on this machine; the stub (conftest.py) speaks the documented protocol
+    """No Kubernetes API server can run on this machine; the stub (kube_stub.py) speaks the documented protocol
     and must see zero requests: the CRD schema check runs before the first API call."""
     try:
         executor = full_executor(**fields)
@@ -175,7 +175,7 @@ def test_a_field_the_crd_refuses_is_caught_before_any_request(kube: object, fiel
 
 
 def test_dryrun_returns_the_manifest_as_yaml_and_makes_no_request(kube: object) -> None:
-    """No Kubernetes API server can run on this machine; the stub (conftest.py, the documented protocol) sees
+    """No Kubernetes API server can run on this machine; the stub (kube_stub.py, the documented protocol) sees
     no request from a dry run."""
     executor = full_executor()
     preview = RayCluster("Dev", executor).start(dryrun=True)

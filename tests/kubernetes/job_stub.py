@@ -1,5 +1,5 @@
 """A stand-in Kubernetes API server for the KubernetesExecutor's tests: batch/v1 Jobs on top of the KubeRay
-tests' stub (tests/kuberay/conftest.py), which already speaks pods, pod logs and the error ``Status`` objects.
+tests' stub (tests/kuberay/kube_stub.py), which already speaks pods, pod logs and the error ``Status`` objects.
 
 No Kubernetes API server can run on this machine, so this stub, an HTTP server on 127.0.0.1 in a thread,
 speaks the documented REST protocol of what the executor calls: ``POST/GET/DELETE
@@ -27,7 +27,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-_spec = importlib.util.spec_from_file_location("kuberay_stub", Path(__file__).parent.parent / "kuberay" / "conftest.py")
+_spec = importlib.util.spec_from_file_location("kuberay_stub", Path(__file__).parent.parent / "kuberay" / "kube_stub.py")
 kuberay_stub = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(kuberay_stub)  # type: ignore[union-attr]
 status_object, write_kubeconfig, TOKEN = kuberay_stub.status_object, kuberay_stub.write_kubeconfig, kuberay_stub.TOKEN
