@@ -82,7 +82,7 @@ def make_resolver(upstream_dirs: Mapping[str, str], workdir: str) -> Any:
 def script_command(script: Script, resolve: Any, workdir: str) -> list[str]:
     """The command line of a Script step, its references resolved and its path made absolute."""
     command = [str(resolve(a)) if isinstance(a, (File, StepOutput)) else str(a) for a in script.command()]
-    if script.path is not None and not os.path.isabs(script.path):
+    if script.path is not None and not script.m and not os.path.isabs(script.path):
         command[1] = os.path.join(workdir, script.path)
     if command[0] == "python":
         command[0] = sys.executable

@@ -6,6 +6,7 @@ import copy
 import enum
 import functools
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -78,7 +79,9 @@ class PlannedStep:
     upstream: dict[str, str]  # upstream step name -> key
     files: dict[str, str]  # input path as written -> sha256
     executor: Any
-    code_parts: dict[str, str] = field(default_factory=dict)  # part -> digest or value (see nemoflow.pipeline.fingerprint)
+    code_parts: dict[str, str] = field(
+        default_factory=dict
+    )  # part -> digest or value (see nemoflow.pipeline.fingerprint)
     reason: Reason = Reason.OUTPUT_MISSING
     why: list[Change] = field(default_factory=list)  # what differs from the step's latest target (when it runs)
     after: list[str] = field(default_factory=list)  # order only (``sequential``): not part of the key
@@ -453,10 +456,37 @@ def _hash_input(path: str, root: Path, cache: FileHashCache, *, where: Callable[
 def _script_parts(script: Script, root: Path, where: str, fingerprinter: Fingerprinter) -> dict[str, str]:
     if script.inline is not None:
         return {"script:<inline>": sha256_text(script.inline)}
+    if script.m:
+        return script_parts(
+            _module_file(script.path or "", root, where), root, fingerprinter.indexes, packages=fingerprinter.packages
+        )
     full = Path(script.path) if os.path.isabs(script.path or "") else root / (script.path or "")
     if not full.is_file():
         raise PipelineError(f"script {script.path!r} not found (looked for {full})", where=f"{where}.path")
     return script_parts(full, root, fingerprinter.indexes, packages=fingerprinter.packages)
+
+
+def _module_file(module: str, root: Path, where: str) -> Path:
+    """The source file of ``Script(module, m=True)``, found as ``python -m`` finds it from the build's folder."""
+    import importlib.util
+
+    sys.path.insert(0, str(root))
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:
+        raise PipelineError(f"module script {module!r} cannot be found: {exc}", where=f"{where}.path") from None
+    finally:
+        sys.path.remove(str(root))
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        raise PipelineError(
+            f"module script {module!r} not found from {root}",
+            where=f"{where}.path",
+            hint="m=True takes a module name: pkg.train",
+        )
+    if spec.submodule_search_locations is not None:  # a package runs its __main__
+        main = Path(spec.origin).with_name("__main__.py")
+        return main if main.is_file() else Path(spec.origin)
+    return Path(spec.origin)
 
 
 def _damaged(step: PlannedStep, damage: str) -> None:
