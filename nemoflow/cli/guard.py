@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 # render (and with it rich) is imported only when there is an error to show.
+import os
 import sys
 from collections.abc import Callable
 
@@ -25,6 +26,11 @@ def reporting_errors(run: Callable[[], int], *, debug: bool, interrupted: str, a
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`nemoflow ... | head`): end quietly, as shell tools do; stdout now leads
+        # nowhere, so the interpreter's final flush cannot raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         problem = None if debug else _storage_problem(exc)
         if problem is None:
