@@ -43,7 +43,11 @@ exp = run.Experiment("resources")
 def _build(tmp_path: Path, body: str) -> run.BuildResult:
     (tmp_path / "p.py").write_text(PIPELINE + textwrap.dedent(body))
     exp = load_pipeline(tmp_path / "p.py")
-    return run.build_experiment(exp, store=tmp_path / "targets", workdir=tmp_path)
+    try:
+        return run.build_experiment(exp, store=tmp_path / "targets", workdir=tmp_path)
+    except run.BuildFailed as exc:  # the steps' logs, shown when a test did not expect the failure
+        exc.add_note("\n".join(p.read_text()[-3000:] for p in (tmp_path / "targets").rglob("nemoflow.log")))
+        raise
 
 
 def _result(tmp_path: Path, step: str) -> object:
