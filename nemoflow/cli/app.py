@@ -9,19 +9,22 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from nemoflow.cli.argv import check_command, take_debug
 from nemoflow.cli.guard import reporting_errors
 from nemoflow.cli.parser import build_parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nemoflow`` command; returns the exit code."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv, debug = take_debug(sys.argv[1:] if argv is None else argv)
     parser = build_parser(rich_help=not argv or "-h" in argv or "--help" in argv)
     from nemoflow.cli.completion import autocomplete
 
     autocomplete(parser)  # answers the shell and exits, when the shell is asking
+    check_command(parser, argv)
     args, extra = parser.parse_known_args(argv)
     _late_overrides(parser, args, extra)
+    args.debug = args.debug or debug
     if args.debug:
         os.environ["NEMOFLOW_DEBUG"] = "1"
     handler: Callable[[argparse.Namespace], int] = args.handler

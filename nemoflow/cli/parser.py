@@ -70,7 +70,9 @@ def _add_build(sub: Any, formatter: type) -> None:
     )
     build.add_argument("pipeline", help="pipeline file (defines an Experiment or pipeline())")
     _overrides_argument(build, "before building")
-    build.add_argument("-n", "--dry-run", action="store_true", help="show which steps would run, and why; run nothing")
+    build.add_argument(
+        "-n", "--dry-run", "--dryrun", action="store_true", help="show which steps would run, and why; run nothing"
+    )
     build.add_argument(
         "--why",
         action="store_true",
@@ -307,7 +309,9 @@ def _add_gc(sub: Any, formatter: type) -> None:
         metavar="PIPELINE",
         help="pipeline files whose targets stay, each followed by the overrides it was built with (STEP.key=value)",
     )
-    gc.add_argument("-n", "--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    gc.add_argument(
+        "-n", "--dry-run", "--dryrun", action="store_true", help="list what would be removed; remove nothing"
+    )
     gc.add_argument("--keep-failed", action="store_true", help="keep failed attempts' folders (their logs)")
     gc.add_argument("--json", action="store_true", help="print what was removed as JSON")
     _store_option(gc)

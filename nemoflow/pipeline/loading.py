@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import sys
@@ -24,8 +25,13 @@ def load_pipeline(path: str | Path) -> Experiment:
         PipelineError: the file is missing, does not import, or defines no single experiment.
     """
     file = Path(path).absolute()
+    if file.is_dir():
+        raise PipelineError(
+            f"{str(path)!r} is a folder, not a pipeline file", hint=_did_you_mean(file, sorted(file.glob("*.py")))
+        )
     if not file.is_file():
-        raise PipelineError(f"pipeline file {str(path)!r} does not exist")
+        near = sorted(file.parent.glob("*.py")) if file.parent.is_dir() else []
+        raise PipelineError(f"pipeline file {str(path)!r} does not exist", hint=_did_you_mean(file, near))
     module = import_pipeline_module(file)
     factory = getattr(module, "pipeline", None)
     if callable(factory):
@@ -49,6 +55,22 @@ def load_pipeline(path: str | Path) -> Experiment:
     exp.pipeline_file = file
     exp.module_name = module.__name__
     return exp
+
+
+def _did_you_mean(file: Path, candidates: list[Path]) -> str | None:
+    """ "did you mean FILE?" for the candidate closest to ``file`` by name (or the only one), else None."""
+    names = {c.name: c for c in candidates}
+    close = difflib.get_close_matches(file.name, list(names), n=1, cutoff=0.6)
+    pick = names[close[0]] if close else (candidates[0] if len(candidates) == 1 else None)
+    return None if pick is None else f"did you mean {_shown(pick)}?"
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current directory where it is under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def import_pipeline_module(file: Path) -> Any:
