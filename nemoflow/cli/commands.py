@@ -179,14 +179,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_of(args: argparse.Namespace) -> Any:
-    """The experiment run named by ``args.experiment``: an id, or a name for its latest run."""
+def _run_of(args: argparse.Namespace, having: str | None = None) -> Any:
+    """The experiment run named by ``args.experiment``: an id, or a name for its latest run (that has the step
+    ``having``)."""
     from nemoflow.runs import catalog
 
     store = _store(args)
     known = {row["id"] for row in catalog.catalog(None, store)}
-    experiment_id = args.experiment if args.experiment in known else catalog.latest_id(args.experiment, store)
-    return catalog.reload(experiment_id, store)
+    if args.experiment in known:
+        return catalog.reload(args.experiment, store)
+    return catalog.reload(catalog.latest_id(args.experiment, store, having=having), store)
 
 
 def cmd_experiments_list(args: argparse.Namespace) -> int:
@@ -207,7 +209,7 @@ def cmd_experiments_show(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    exp = _run_of(args)
+    exp = _run_of(args, having=args.step)
     if args.follow:
         for line in exp.logs(args.step, follow=True):
             sys.stdout.write(line if line.endswith("\n") else line + "\n")
@@ -275,10 +277,24 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     store = _store(args)
     plans = [make_plan(_experiment(path, overrides), store) for path, overrides in _pipelines(args.pipelines)]
+    found = collect(store, plans, dry_run=True, keep_failed=args.keep_failed)
+    nothing = not (found.targets or found.housekeeping)
+    if args.dry_run or nothing:
+        render.collected(found, dry_run=True, as_json=args.json)
+        return 0
+    if not args.yes:
+        if args.json or not sys.stdin.isatty():
+            raise UserError(
+                f"gc would remove {len(found.targets)} target(s) and {len(found.housekeeping)} housekeeping "
+                "folder(s) and asks first, but this is not a terminal",
+                hint="run it again with --yes to remove them, or with --dry-run to list them",
+            )
+        render.collected(found, dry_run=True, as_json=False)
+        if not render.confirm("remove them?"):
+            render.note("nothing removed")
+            return 1
     render.collected(
-        collect(store, plans, dry_run=args.dry_run, keep_failed=args.keep_failed),
-        dry_run=args.dry_run,
-        as_json=args.json,
+        collect(store, plans, dry_run=False, keep_failed=args.keep_failed), dry_run=False, as_json=args.json
     )
     return 0
 

@@ -229,7 +229,9 @@ def _add_experiments(sub: Any, formatter: type) -> None:
 
 def _add_logs(sub: Any, formatter: type) -> None:
     logs = sub.add_parser("logs", help="a step's log in an experiment run", formatter_class=formatter)
-    logs.add_argument("experiment", metavar="ID|NAME", help="a run id, or an experiment name (its latest run)")
+    logs.add_argument(
+        "experiment", metavar="ID|NAME", help="a run id, or an experiment name (its latest run that has the step)"
+    )
     logs.add_argument("step", help="the step's name")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing while the step runs")
     _store_option(logs)
@@ -301,7 +303,8 @@ def _add_gc(sub: Any, formatter: type) -> None:
         help="remove targets no current pipeline reaches",
         formatter_class=formatter,
         description="Remove every target of the store that none of the given pipelines names (at its current "
-        "key), failed attempts' folders, and leftovers of killed builds. The ledger keeps the history.",
+        "key), failed attempts' folders, and leftovers of killed builds. The ledger keeps the history. It lists "
+        "what it would remove and asks first (y/N); off a terminal it needs --yes.",
     )
     gc.add_argument(
         "pipelines",
@@ -312,6 +315,7 @@ def _add_gc(sub: Any, formatter: type) -> None:
     gc.add_argument(
         "-n", "--dry-run", "--dryrun", action="store_true", help="list what would be removed; remove nothing"
     )
+    gc.add_argument("-y", "--yes", action="store_true", help="remove without asking (needed off a terminal)")
     gc.add_argument("--keep-failed", action="store_true", help="keep failed attempts' folders (their logs)")
     gc.add_argument("--json", action="store_true", help="print what was removed as JSON")
     _store_option(gc)

@@ -167,17 +167,21 @@ def build_result(result: BuildResult, *, as_json: bool, seconds: float) -> None:
     if not result.ran and not result.failed and not result.submitted:
         _out.print(f"[green]up to date[/]: {len(result.skipped)} step(s), nothing to run ({seconds:.2f}s)")
         return
-    rows = [(o, "[green]built[/]") for o in result.ran] + [(o, "[bold red]failed[/]") for o in result.failed]
+    failed = [(o, "[magenta]cancelled[/]" if o.error == "cancelled" else "[bold red]failed[/]") for o in result.failed]
+    rows = [(o, "[green]built[/]") for o in result.ran] + failed
     rows += [(o, "[cyan]submitted[/]") for o in result.submitted] + [(o, "[yellow]waiting[/]") for o in result.deferred]
     if len(rows) > MAX_ROWS:  # a big build gets a summary, and its failures below
-        rows = [(o, "[bold red]failed[/]") for o in result.failed[:MAX_ROWS]]
+        rows = failed[:MAX_ROWS]
     if rows:
         _out.print(_outcome_table(rows))
     for o in result.failed:
-        _err.print(f"[bold red]✗ {escape(o.name)}[/]: {escape(str(o.error))}")
+        _err.print(f"[bold red]✗ {escape(o.name)}[/]: {escape(str(o.error))}", soft_wrap=True)
+        if o.error != "cancelled":
+            _err.print(f"  its log: nemoflow logs {result.experiment_id} {escape(o.name)}", soft_wrap=True)
     for o in result.submitted:
         _out.print(f"[cyan]→ {escape(o.name)}[/]: {escape(str(o.error))}")
-    verdict = "[bold red]failed[/]" if result.failed else "[green]done[/]"
+    cancelled = bool(result.failed) and all(o.error == "cancelled" for o in result.failed)
+    verdict = "[magenta]cancelled[/]" if cancelled else "[bold red]failed[/]" if result.failed else "[green]done[/]"
     detached = f", {len(result.submitted)} submitted, {len(result.deferred)} waiting" if result.submitted else ""
     _out.print(
         f"{verdict}: {len(result.ran)} built, {len(result.skipped)} up to date, "
@@ -353,6 +357,15 @@ def collected(found: Any, *, dry_run: bool, as_json: bool) -> None:
         f"{verb} {len(found.targets)} target(s) and {len(found.housekeeping)} housekeeping folder(s), "
         f"{found.bytes / 1e6:.1f} MB"
     )
+
+
+def confirm(question: str) -> bool:
+    """Ask ``question [y/N]`` on the terminal; only ``y`` or ``yes`` says yes (end of input says no)."""
+    try:
+        answer = _err.input(escape(f"{question} [y/N] "))
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def diff(changes: list[Any], *, as_json: bool) -> None:

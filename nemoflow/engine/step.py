@@ -482,6 +482,8 @@ def explain_result(store: Store, experiment_id: str, step: str, log_path: Path, 
     """:func:`explain` without a build: also what ``nemoflow status`` says of a detached job it collects."""
     if not result.succeeded and store.cancel_requested(experiment_id, step):
         result = dataclasses.replace(result, state=JobState.CANCELLED, error="cancelled")
+    if result.state is JobState.CANCELLED:  # the step's last output is not why it stopped
+        return dataclasses.replace(result, error="cancelled")
     if not result.succeeded:
         last = _last_line(log_path)
         if last:

@@ -17,7 +17,7 @@ class StepStatus:
 
     name: str
     key: str
-    state: str  # done, pending (would run), running, interrupted, or failed (its last run failed)
+    state: str  # done, pending (would run), running, interrupted, cancelled, or failed (its last run failed)
     reason: str
     output: str | None
     last_run: dict[str, Any] | None
@@ -60,6 +60,8 @@ def plan_status(plan: Plan, ledger: Ledger | None) -> list[StepStatus]:
             state = "done"
         elif run is not None and run["status"] == "submitted":  # left to its cluster by a detached build
             state, reason = "submitted", f"{run.get('backend_state') or 'SUBMITTED'}, job {run.get('job_id')}"
+        elif run is not None and run["status"] == "cancelled":
+            state = "cancelled"
         elif run is not None and run["status"] not in ("succeeded", "running"):
             state = "failed"
         elif run is not None and run["status"] == "running":

@@ -67,8 +67,9 @@ def _with_live_status(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def latest_id(name: str, store: Store) -> str:
-    """The id of the latest run of experiment ``name``.
+def latest_id(name: str, store: Store, *, having: str | None = None) -> str:
+    """The id of the latest run of experiment ``name`` (``having``: the latest that has that step, as an
+    ``--until`` run may not; the latest run when none has it).
 
     Raises:
         UserError: no run of that name.
@@ -79,6 +80,10 @@ def latest_id(name: str, store: Store) -> str:
         if not rows:
             known = {row["name"] for row in ledger.experiments()}
             raise NotFound(f"no run of experiment {name!r} in {ledger.path}", hint=did_you_mean(name, known))
+        if having is not None:
+            for row in rows:
+                if any(m["name"] == having for m in ledger.experiment_steps(row["id"])):
+                    return row["id"]
     finally:
         ledger.close()
     return rows[0]["id"]

@@ -333,7 +333,7 @@ def test_cancel_scancels_a_detached_job(tmp_path, sshd_service, slurm_service, j
     assert _sacct(job_id)[0].startswith("CANCELLED")
     assert runs_by_step(tmp_path)["sleepy"]["status"] == "cancelled"
     status = nemoflow("status", str(pipeline), "--json", cwd=tmp_path, check=True)
-    assert json.loads(status.stdout)[0]["state"] == "failed"  # cancelled: not done, would run again
+    assert json.loads(status.stdout)[0]["state"] == "cancelled"  # not done, would run again
 
 
 def test_logs_of_a_running_job_over_ssh_are_read_from_the_cluster(tmp_path, sshd_service, slurm_service, job_dir):

@@ -26,7 +26,7 @@ def test_gc_removes_only_unreachable_targets(tmp_path: Path) -> None:
     assert {str(Path(p).relative_to(tmp_path / "targets")) for p in dry["removed"]} == stale
     assert _targets(tmp_path) == both  # a dry run removes nothing
 
-    nemoflow("gc", "quickstart.py", cwd=tmp_path, check=True)
+    nemoflow("gc", "quickstart.py", "--yes", cwd=tmp_path, check=True)
     assert _targets(tmp_path) == both - stale
     assert (tmp_path / "targets" / "ledger.db").exists()
     again = last_json(nemoflow("build", "quickstart.py", "--json", cwd=tmp_path, check=True).stdout)
@@ -40,7 +40,7 @@ def test_gc_clears_failed_attempts_unless_asked_to_keep_them(tmp_path: Path) -> 
     )
     assert nemoflow("build", "f.py", cwd=tmp_path).returncode == 1
     assert (tmp_path / "targets" / ".failed" / "boom").is_dir()
-    nemoflow("gc", "f.py", "--keep-failed", cwd=tmp_path, check=True)
+    nemoflow("gc", "f.py", "--keep-failed", "--yes", cwd=tmp_path, check=True)
     assert (tmp_path / "targets" / ".failed" / "boom").is_dir()
-    nemoflow("gc", "f.py", cwd=tmp_path, check=True)
+    nemoflow("gc", "f.py", "--yes", cwd=tmp_path, check=True)
     assert not (tmp_path / "targets" / ".failed").exists()
