@@ -135,8 +135,30 @@ class BuildFailed(NemoflowError):
 
     def __init__(self, result: Any) -> None:
         names = ", ".join(outcome.name for outcome in result.failed)
-        super().__init__(f"{len(result.failed)} step(s) failed: {names}")
+        lines = [f"{len(result.failed)} step(s) failed: {names}"]
+        for outcome in result.failed:
+            lines.append(f"  {outcome.name}: {outcome.error}")
+            log = getattr(outcome, "log", None)
+            if log:
+                lines += [f"    | {line}" for line in _last_lines(log)]
+                lines.append(f"    full log: {log}")
+        super().__init__("\n".join(lines))
         self.result = result
+
+    @property
+    def summary(self) -> str:
+        """The first line: how many steps failed, and which."""
+        return str(self).splitlines()[0]
+
+
+def _last_lines(log: str, count: int = 5) -> list[str]:
+    """The last ``count`` non-empty lines of a step's log (none if it is gone)."""
+    try:
+        with open(log, errors="replace") as handle:
+            lines = [line.rstrip() for line in handle.read().splitlines()[-50:] if line.strip()]
+    except OSError:
+        return []
+    return lines[-count:]
 
 
 def describe_value(value: Any) -> str:

@@ -390,7 +390,7 @@ def diff(changes: list[Any], *, as_json: bool) -> None:
 def error(exc: NemoflowError) -> None:
     """A user-facing error: one message, no traceback."""
     if isinstance(exc, BuildFailed):
-        _err.print(f"[bold red]build failed[/]: {exc}")
+        _err.print(f"[bold red]build failed[/]: {escape(exc.summary)}")  # the summary above named each cause
         return
     label = "error" if isinstance(exc, UserError | LedgerError) else type(exc).__name__
     _err.print(f"[bold red]{label}[/]: {escape(str(exc))}", markup=True, soft_wrap=True)  # [a,b] is not markup

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nemoflow.engine.importable import refuse_fileless_functions
 from nemoflow.engine.results import BuildResult, StepOutcome
 from nemoflow.errors import BuildFailed
 from nemoflow.luigi.handout import Waiter, luigi_log_path, run_with_luigi
@@ -126,6 +127,7 @@ def run_plan(
     to_run = [s for s in plan.to_run() if s.key not in done_now]
     skipped = [StepOutcome(s.name, s.key, s.reason.value) for s in plan if not s.runs]
     collected_ok = [o for o in collected if not o.error]  # built by jobs a detached build left running
+    refuse_fileless_functions(to_run, direct=direct)
     if not to_run and not record:
         return BuildResult(ran=collected_ok, skipped=skipped)
     started = time.time()
@@ -359,9 +361,14 @@ def _cancel_backend_job(run: dict[str, Any]) -> bool:
     try:
         backend.cancel(Handle(None, run["job_id"]))  # type: ignore[arg-type]
     except Exception as exc:  # the build is going down anyway: say what could not be cancelled
-        print(f"nemoflow: could not cancel {backend.name} job {run['job_id']} (step {run['step']!r}): {exc}", file=sys.stderr)
+        print(
+            f"nemoflow: could not cancel {backend.name} job {run['job_id']} (step {run['step']!r}): {exc}",
+            file=sys.stderr,
+        )
         return False
-    print(f"nemoflow: cancelled {backend.name.capitalize()} job {run['job_id']} (step {run['step']!r})", file=sys.stderr)
+    print(
+        f"nemoflow: cancelled {backend.name.capitalize()} job {run['job_id']} (step {run['step']!r})", file=sys.stderr
+    )
     return True
 
 
@@ -409,7 +416,7 @@ def _collect_central(
         if step.key in failed_runs:
             row = failed_runs[step.key]
             error = row.get("error") or row.get("status") or "failed"
-            exit_code = row.get("exit_code")
+            exit_code, log_path = row.get("exit_code"), row.get("log_path")
         elif step.name in blocked:
             ups = [up for up in (*step.upstream, *step.after) if up in blocked and up in by_name]
             error, exit_code = f"not run: upstream {', '.join(ups)} failed", None
@@ -419,7 +426,15 @@ def _collect_central(
             log = luigi_log_path(ctx.store, ctx.experiment_id)
             error, exit_code = f"not run: luigi did not hand it out (see {log})", None
         result.failed.append(
-            StepOutcome(step.name, step.key, step.reason.value, error=error, exit_code=exit_code, seconds=seconds)
+            StepOutcome(
+                step.name,
+                step.key,
+                step.reason.value,
+                error=error,
+                exit_code=exit_code,
+                seconds=seconds,
+                log=log_path if step.key in failed_runs else None,
+            )
         )
     if ctx._ledger is not None:
         ctx._ledger.close()
@@ -456,7 +471,13 @@ def _collect(ctx: BuildContext, to_run: list[PlannedStep], skipped: list[StepOut
             error = run.get("error") or run.get("status") or "failed"
             result.failed.append(
                 StepOutcome(
-                    step.name, step.key, step.reason.value, error=error, exit_code=run.get("exit_code"), seconds=seconds
+                    step.name,
+                    step.key,
+                    step.reason.value,
+                    error=error,
+                    exit_code=run.get("exit_code"),
+                    seconds=seconds,
+                    log=run.get("log_path"),
                 )
             )
         else:

@@ -16,10 +16,11 @@ class StepOutcome:
     error: str | None = None
     exit_code: int | None = None
     seconds: float | None = None
+    log: str | None = None  # where its full log is (a failed attempt's folder), when it ran
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "key": self.key, "reason": self.reason}
-        for extra in ("error", "exit_code", "seconds"):
+        for extra in ("error", "exit_code", "seconds", "log"):
             if getattr(self, extra) is not None:
                 data[extra] = getattr(self, extra)
         return data
