@@ -1,4 +1,4 @@
-"""The luigi adapter: one ``StepTask`` class whose only significant parameter is the step's key.
+"""The luigi adapter: ``StepTask``, whose only significant parameter is the step's key (a subclass per step name).
 
 A task may also stand for a group of steps (``key`` then holds their keys, comma-separated, in
 plan order): in-process builds hand luigi one task per chunk of steps, which keeps luigi's
@@ -30,12 +30,15 @@ def executor_resource(executor: str) -> str:
 class StepTask(luigi.Task):
     """A planned step as luigi sees it: complete when its manifest exists; run builds it.
 
-    The config lives in the plan, looked up by key; ``step`` and ``executor`` are only there
-    for display (luigi's visualiser lists them with each task).
+    The config lives in the plan, looked up by key; ``step``, ``experiment`` and ``executor`` are
+    only there for display (luigi's visualiser lists them with each task, in this order). A single
+    step's task is of a subclass named after the step (:func:`step_class`), so its family, which
+    the visualiser's list and graph show, says which step it is.
     """
 
-    key: str = luigi.Parameter()
     step: str = luigi.Parameter(significant=False, default="")
+    key: str = luigi.Parameter()
+    experiment: str = luigi.Parameter(significant=False, default="")
     executor: str = luigi.Parameter(significant=False, default="")
 
     context: ClassVar[BuildContext | None] = None  # set by the scheduler for the build in progress
@@ -133,14 +136,24 @@ class StepTask(luigi.Task):
 
 
 @functools.cache
-def task_for(key: str, step: str, executor: str = "") -> StepTask:
+def step_class(step: str) -> type[StepTask]:
+    """The StepTask subclass whose luigi family is ``step``: the same in every process, so the task
+    ids that a build and its workers register with luigid agree (the id is the family and the key)."""
+    return type(step, (StepTask,), {"__module__": __name__, "__doc__": f"The luigi task of step {step!r}."})
+
+
+@functools.cache
+def task_for(key: str, step: str, executor: str = "", experiment: str = "", family: str = "") -> StepTask:
     """The StepTask of a step, made once: luigi's own instance cache still normalises every parameter."""
-    return StepTask(key=key, step=step, executor=executor)
+    cls = step_class(family) if family else StepTask
+    return cls(key=key, step=step, executor=executor, experiment=experiment)
 
 
 def task_of(step: PlannedStep) -> StepTask:
-    """The StepTask of one planned step."""
-    return task_for(step.key, step.name, executor_name(step))
+    """The task of one planned step, of the family named after it."""
+    ctx = StepTask.context
+    experiment = ctx.plan.experiment.name if ctx is not None else ""
+    return task_for(step.key, step.name, executor_name(step), experiment, family=step.name)
 
 
 def group_task(steps: list[PlannedStep]) -> StepTask:

@@ -248,7 +248,7 @@ def test_the_json_api_agrees_with_the_ledger(luigid: str, tmp_path: Path) -> Non
     api = {task["params"]["step"]: (status, task) for status, tasks in by_status.items() for task in tasks.values()}
     assert set(api) == set(STEPS), "every step is listed by its step name"
     for step, (status, task) in api.items():
-        assert task["name"] == "StepTask"
+        assert task["name"] == step, "each task's luigi family is its step's name"
         assert task["params"]["key"] == keys[step]
         assert (status == "DONE") == (ledger[step] == "succeeded"), f"{step}: luigid {status}, ledger {ledger[step]}"
         assert status == "DONE"

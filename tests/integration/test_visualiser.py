@@ -14,6 +14,7 @@ import struct
 import subprocess
 import textwrap
 import time
+import urllib.parse
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -113,6 +114,45 @@ class _TaskTable(HTMLParser):
             params[self._name] = params.get(self._name, "") + data
 
 
+class _GraphNodes(HTMLParser):
+    """The labels of the nodes the visualiser's SVG dependency graph draws (``<a class="graph-node-a"><text>``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels: list[str] = []
+        self._in_node = self._in_text = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a" and "graph-node-a" in (dict(attrs).get("class") or ""):
+            self._in_node = True
+        elif tag == "text" and self._in_node:
+            self._in_text = True
+            self.labels.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "text":
+            self._in_text = False
+        elif tag == "a":
+            self._in_node = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_text:
+            self.labels[-1] += data
+
+
+def _screenshot(page: str, name: str, profile: Path) -> None:
+    """A 1280x900 screenshot of ``page`` in ``tests/artifacts/NAME``, checked to be a PNG with something drawn."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    png = ARTIFACTS / name
+    png.unlink(missing_ok=True)
+    shot = _chromium(f"--screenshot={png}", page, profile=profile)
+    assert shot.returncode == 0, shot.stderr
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG"
+    assert struct.unpack(">II", data[16:24]) == (1280, 900)
+    assert len(data) > 20_000, f"a {len(data)}-byte PNG of {page} is too small to show it"
+
+
 def _chromium(*args: str, profile: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """One headless Chromium run in its own process group, which is gone when this returns."""
     profile.mkdir(parents=True, exist_ok=True)
@@ -156,7 +196,7 @@ def _graph_edges(url: str) -> set[tuple[str, str]]:
 
 
 def _listed(url: str) -> dict[str, str]:
-    """Every StepTask luigid knows: step name -> status."""
+    """Every step task luigid knows: step name -> status."""
     listed = {}
     for status in ("PENDING", "RUNNING", "DONE", "FAILED"):
         for task in central_tests._api(url, "task_list", {"status": status}).values():
@@ -200,19 +240,12 @@ def test_chromium_shows_every_step_of_a_running_build(luigid: str, tmp_path: Pat
         for step, row in shown.items():
             cells = row["cells"]
             assert isinstance(cells, list)
-            assert cells[1] == "StepTask", cells
-            assert f"step={step}" in cells[2] and "key=" in cells[2] and "executor=local" in cells[2], cells
+            assert cells[1] == step, f"the task's name must be its step's: {cells}"
+            params = cells[2]
+            assert params.index(f"step={step}") < params.index("key="), f"the step name comes before the key: {cells}"
+            assert "experiment=visualiser" in params and "executor=local" in params, cells
             assert listed[step] in cells[0], f"{step} shown as {cells[0]!r}, luigid says {listed[step]}"
-
-        ARTIFACTS.mkdir(exist_ok=True)
-        png = ARTIFACTS / "visualiser-task-list.png"
-        png.unlink(missing_ok=True)
-        shot = _chromium(f"--screenshot={png}", page, profile=profile)
-        assert shot.returncode == 0, shot.stderr
-        data = png.read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG"
-        assert struct.unpack(">II", data[16:24]) == (1280, 900)
-        assert len(data) > 20_000, f"a {len(data)}-byte PNG is too small to show the task list"
+        _screenshot(page, "visualiser-task-list.png", profile)
 
         gate.unlink()
         result = central_tests._finish(build, folder, "build", timeout=WAIT)
@@ -220,6 +253,16 @@ def test_chromium_shows_every_step_of_a_running_build(luigid: str, tmp_path: Pat
         central_tests._finish(worker, folder, "w", timeout=WAIT)
         assert _listed(luigid) == dict.fromkeys(STEPS, "DONE")
         assert _graph_edges(luigid) == set(itertools.pairwise(STEPS)), "the graph view must draw the pipeline's edges"
+
+        done = central_tests._api(luigid, "task_list", {"status": "DONE"})
+        last = next(task_id for task_id, task in done.items() if task["params"]["step"] == STEPS[-1])
+        graph_page = f"{page}#tab=graph&visType=svg&taskId={urllib.parse.quote(last)}"
+        graph = _chromium("--dump-dom", graph_page, profile=profile)
+        assert graph.returncode == 0, graph.stderr
+        nodes = _GraphNodes()
+        nodes.feed(graph.stdout)
+        assert sorted(nodes.labels) == sorted(STEPS), f"each graph node is labelled with its step: {nodes.labels}"
+        _screenshot(graph_page, "visualiser-graph.png", profile)
     finally:
         gate.unlink(missing_ok=True)
         for proc in (worker, build):
