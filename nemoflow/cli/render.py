@@ -141,7 +141,8 @@ def progress_display(*, enabled: bool) -> Iterator[Callable[[Progress], None] | 
 
 
 class _PlainProgress:
-    """Progress as plain lines (stdout is not a terminal): on change, at most one every 5 s, and the last."""
+    """Progress as plain lines (stdout is not a terminal): one every 2 s while steps run (a log or CI shows the
+    build is alive), and the last."""
 
     def __init__(self) -> None:
         self.counts: tuple[int, int, int] | None = None
@@ -150,7 +151,9 @@ class _PlainProgress:
     def report(self, p: Progress) -> None:
         counts = (p.done, p.running, p.failed)
         finished = p.running == 0 and p.left == 0
-        if counts == self.counts or not (finished or p.elapsed - self.printed_at >= 5):
+        if finished and counts == self.counts:
+            return
+        if not finished and p.elapsed - self.printed_at < 2:
             return
         print(
             f"[{p.elapsed:7.1f}s] {p.done}/{p.total} done, {p.running} running, {p.failed} failed, {p.left} left",
