@@ -78,6 +78,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             hint=f"to limit how long each step may run: --step-timeout {args.timeout:g}",
         )
     plan = make_plan(exp, _store(args), force=args.force, until=args.until, salt=args.salt)
+    if not args.json:
+        render.note(f"store: {plan.store.root}")  # found from the project root, not the current folder
     if args.dry_run:
         render.plan(plan, as_json=args.json, scripts=_preview_scripts(plan), why=args.why)
         return 0

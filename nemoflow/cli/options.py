@@ -92,7 +92,7 @@ OPTION_HELP = [
     ("--executor NAME", "where the step runs (default: local); executor.FIELD=VALUE sets its fields"),
     ("--direct", "run inside this process instead of a subprocess"),
     ("--no-tail-logs", "keep the step's output in its log only (default: shown while it runs)"),
-    ("--store DIR", "the target store (default: $NEMOFLOW_STORE, else ./targets)"),
+    ("--store DIR", "the target store (default: $NEMOFLOW_STORE, else targets/ in the project root)"),
     ("-n, --name NAME", "the experiment and step name (default: the function's)"),
     ("--detach", "submit and return without waiting (executors that can)"),
     ("--debug", "show tracebacks"),

@@ -351,7 +351,10 @@ def _overrides_argument(parser: argparse.ArgumentParser, when: str) -> None:
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store", metavar="DIR", default=None, help="the target store (default: $NEMOFLOW_STORE, else ./targets)"
+        "--store",
+        metavar="DIR",
+        default=None,
+        help="the target store (default: $NEMOFLOW_STORE, else targets/ in the project root)",
     )
 
 

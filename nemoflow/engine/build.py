@@ -21,6 +21,7 @@ from nemoflow.luigi.handout import Waiter, luigi_log_path, run_with_luigi
 from nemoflow.pipeline.experiment import Experiment
 from nemoflow.pipeline.fingerprint import declared_to_data
 from nemoflow.pipeline.plan import Plan, PlannedStep, executor_name, make_plan
+from nemoflow.store.root import STORE_DIR, project_root
 from nemoflow.store.targets import Store
 
 if TYPE_CHECKING:
@@ -36,8 +37,9 @@ LEDGER_NAME = "ledger.db"
 
 
 def default_store(workdir: str | os.PathLike[str] | None = None) -> Store:
-    """``$NEMOFLOW_STORE``, else ``targets/`` under ``workdir`` (the current directory)."""
-    root = os.environ.get(STORE_ENV) or os.path.join(workdir or os.getcwd(), "targets")
+    """``$NEMOFLOW_STORE``, else ``targets/`` in the project root found from ``workdir`` (default: the current
+    directory): the nearest folder up with ``targets/``, a ``[tool.nemoflow]`` pyproject.toml, or ``.git``."""
+    root = os.environ.get(STORE_ENV) or project_root(workdir) / STORE_DIR
     return Store(root)
 
 
