@@ -1,4 +1,4 @@
-"""Shell completion (bash, zsh) through argcomplete: subcommands, options, step names, config keys."""
+"""Shell completion (bash, zsh, fish) through argcomplete: subcommands, options, step names, config keys."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-SHELLS = ("bash", "zsh")
+SHELLS = ("bash", "zsh", "fish")
 _MARK = "# nemoflow shell completion"
 
 
@@ -50,10 +50,21 @@ def shellcode(shell: str) -> str:
     return argcomplete.shellcode(["nemoflow"], shell=shell)
 
 
+def rc_file(shell: str, home: Path | None = None) -> Path:
+    """The file ``install`` adds completion to: ~/.bashrc, ~/.zshrc, or fish's own completions folder."""
+    home = home or Path.home()
+    if shell == "fish":  # fish loads completions/nemoflow.fish itself when `nemoflow` is first completed
+        config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        return config / "fish" / "completions" / "nemoflow.fish"
+    return home / (".bashrc" if shell == "bash" else ".zshrc")
+
+
 def install(shell: str, home: Path | None = None) -> Path:
     """Add completion to the shell's rc file (once); returns the file."""
-    rc = (home or Path.home()) / (".bashrc" if shell == "bash" else ".zshrc")
-    line = f'eval "$(nemoflow completion {shell})"  {_MARK}\n'
+    rc = rc_file(shell, home)
+    load = "nemoflow completion fish | source" if shell == "fish" else f'eval "$(nemoflow completion {shell})"'
+    line = f"{load}  {_MARK}\n"
+    rc.parent.mkdir(parents=True, exist_ok=True)
     text = rc.read_text() if rc.exists() else ""
     if _MARK not in text:
         with open(rc, "a") as handle:

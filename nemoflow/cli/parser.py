@@ -327,13 +327,17 @@ def _add_completion(sub: Any, formatter: type) -> None:
 
     completion = sub.add_parser(
         "completion",
-        help="shell completion for bash or zsh",
+        help="shell completion for bash, zsh or fish",
         formatter_class=formatter,
         description='Print the completion script (eval "$(nemoflow completion bash)"), or --install it in your '
         "shell's rc file. Completes subcommands, options, step names and config keys.",
     )
-    completion.add_argument("shell", nargs="?", choices=SHELLS, default=None, help="bash or zsh (default: $SHELL)")
-    completion.add_argument("--install", action="store_true", help="add it to ~/.bashrc or ~/.zshrc")
+    completion.add_argument(
+        "shell", nargs="?", choices=SHELLS, default=None, help="bash, zsh or fish (default: $SHELL)"
+    )
+    completion.add_argument(
+        "--install", action="store_true", help="add it to ~/.bashrc, ~/.zshrc or ~/.config/fish/completions/"
+    )
     completion.set_defaults(handler=commands.cmd_completion)
 
 
