@@ -25,8 +25,20 @@ if TYPE_CHECKING:
     from nemoflow.record.progress import Progress
     from nemoflow.record.status import StepStatus
 
-_out = Console(highlight=False)
-_err = Console(stderr=True, highlight=False)
+
+def _console(*, stderr: bool) -> Console:
+    """A terminal's width on a terminal (or $COLUMNS); off one, no wrapping at all.
+
+    rich wraps at 80 columns off a terminal, splitting hashes and paths that people copy and grep.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    if os.environ.get("COLUMNS") or (hasattr(stream, "isatty") and stream.isatty()):
+        return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=100_000)
+
+
+_out = _console(stderr=False)
+_err = _console(stderr=True)
 _REASON_STYLE = {
     "up to date": "dim",
     "forced": "magenta",
