@@ -74,7 +74,9 @@ def nemoflow_command(pipeline: Path, *, direct: bool) -> list[str]:
     """The one place that decides how nemoflow is invoked: its CLI."""
     exe = Path(sys.executable).with_name("nemoflow")
     launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "nemoflow.cli"]
-    return [*launcher, "build", str(pipeline), "--json", *(["--direct"] if direct else [])]
+    # the store beside the pipeline: a work folder inside a git checkout would otherwise use the checkout's targets/
+    store = ["--store", str(pipeline.parent / "targets")]
+    return [*launcher, "build", str(pipeline), "--json", *store, *(["--direct"] if direct else [])]
 
 
 @dataclass
