@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO
 
 import pydantic
@@ -94,6 +95,8 @@ class LocalExecutor(Executor):
         if self.gpus is not None:
             env["CUDA_VISIBLE_DEVICES"] = visible_devices(self.gpus)
         command = self._command(job)
+        if self.python and command[0] != sys.executable:  # another interpreter: it imports this nemoflow too
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [_runtime_path(job), env.get("PYTHONPATH")]))
         follows = job.follows_parent
         if isinstance(self.get_launcher(), Torchrun):  # torchrun is the steps' parent: it follows the build
             env.pop(PARENT_PID_ENV, None)
@@ -227,3 +230,20 @@ def _copy_output(stream: IO[bytes], log: IO[bytes], job: Job) -> None:
                 sys.stdout.buffer.write(prefix + line)
                 sys.stdout.flush()
     stream.close()
+
+
+def _runtime_path(job: Job) -> str:
+    """A folder that holds only a link to this nemoflow package, for a step run by another interpreter
+    (``python=``): putting the package's own parent on its path would bring this interpreter's other
+    packages along."""
+    import nemoflow
+
+    folder = (job.stage_dir or job.output_dir.parent) / ".nemoflow-runtime"
+    link = folder / "nemoflow"
+    if not link.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        temp = folder / f".nemoflow.{os.getpid()}"
+        temp.unlink(missing_ok=True)
+        temp.symlink_to(Path(nemoflow.__file__).parent, target_is_directory=True)
+        os.replace(temp, link)
+    return str(folder)
